@@ -1,0 +1,82 @@
+import Ajv from 'ajv';
+import addFormats from 'ajv-formats';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { CofferConfig } from '@coffer/shared';
+import docs from './plugins/docs.js';
+import errors from './plugins/errors.js';
+import logStore from './plugins/log-store.js';
+import metrics from './plugins/metrics.js';
+import queue from './plugins/queue.js';
+import backupRoutes from './routes/backup.js';
+import healthRoutes from './routes/health.js';
+import jobRoutes from './routes/jobs.js';
+import logRoutes from './routes/logs.js';
+import { errorSchema, jobViewSchema, logRowSchema } from './schemas.js';
+
+/** Request bodies above this are refused with 413. */
+export const BODY_LIMIT_BYTES = 1024 * 1024;
+
+export interface AppOptions {
+  config: CofferConfig;
+  logger?: FastifyServerOptions['loggerInstance'];
+}
+
+// Bodies are validated without type coercion, so `{"source": 5}` is refused
+// rather than read as "5"; query strings are text and need coercion.
+function validators() {
+  const strict = addFormats.default(
+    new Ajv.default({
+      allErrors: false,
+      coerceTypes: false,
+      removeAdditional: false,
+      useDefaults: true,
+      strict: false,
+    }),
+  );
+  const lenient = addFormats.default(
+    new Ajv.default({
+      allErrors: false,
+      coerceTypes: 'array',
+      removeAdditional: false,
+      useDefaults: true,
+      strict: false,
+    }),
+  );
+  for (const schema of [errorSchema, jobViewSchema, logRowSchema]) {
+    strict.addSchema(schema);
+    lenient.addSchema(schema);
+  }
+  return { strict, lenient };
+}
+
+/** Builds the API without listening; server.ts listens, tests inject. */
+export async function buildApp({ config, logger }: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(logger ? { loggerInstance: logger } : { logger: false }),
+    bodyLimit: BODY_LIMIT_BYTES,
+    // Ids are ours (UUIDs); request ids help correlate log lines.
+    requestIdHeader: 'x-request-id',
+  }) as unknown as FastifyInstance;
+
+  // JSON only: without this, text/plain bodies would reach the routes as strings.
+  app.removeContentTypeParser('text/plain');
+
+  const { strict, lenient } = validators();
+  app.setValidatorCompiler(({ schema, httpPart }) =>
+    httpPart === 'body' ? strict.compile(schema) : lenient.compile(schema),
+  );
+  app.addSchema(errorSchema);
+  app.addSchema(jobViewSchema);
+  app.addSchema(logRowSchema);
+
+  await app.register(docs);
+  await app.register(logStore, { config });
+  await app.register(queue, { config });
+  await app.register(errors, { config });
+  await app.register(metrics, { config });
+  await app.register(healthRoutes);
+  await app.register(backupRoutes, { config });
+  await app.register(jobRoutes, { config });
+  await app.register(logRoutes);
+  return app;
+}

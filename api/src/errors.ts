@@ -1,0 +1,25 @@
+import createError from '@fastify/error';
+
+// Every error the API answers with carries a stable `code`; clients match on it.
+export const SourceInvalid = createError('INVALID_SOURCE', '%s', 400);
+export const SourceOutsideRoots = createError('SOURCE_OUTSIDE_ROOTS', '%s', 400);
+export const DestinationInvalid = createError('INVALID_DESTINATION', '%s', 400);
+export const JobNotFound = createError('JOB_NOT_FOUND', 'no job with id "%s"', 404);
+export const JobFinished = createError('JOB_FINISHED', 'job "%s" already finished as %s; nothing to cancel', 409);
+export const IdempotencyKeyReused = createError(
+  'IDEMPOTENCY_KEY_REUSED',
+  'Idempotency-Key "%s" was already used with a different request body',
+  422,
+);
+export const QueueUnavailable = createError('QUEUE_UNAVAILABLE', 'the job queue (Redis) is unavailable: %s', 503);
+export const LogUnavailable = createError('LOG_UNAVAILABLE', 'the job log (MySQL) is unavailable: %s', 503);
+
+/** Fastify's own error codes, renamed to the vocabulary our clients see. */
+export const FRAMEWORK_CODES: Readonly<Record<string, string>> = {
+  FST_ERR_VALIDATION: 'VALIDATION_FAILED',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'INVALID_CONTENT_LENGTH',
+};

@@ -1,0 +1,59 @@
+import { STATUS_CODES } from 'node:http';
+import fp from 'fastify-plugin';
+import type { FastifyError, FastifyRequest } from 'fastify';
+import type { CofferConfig } from '@coffer/shared';
+import { FRAMEWORK_CODES } from '../errors.js';
+
+function describe(error: FastifyError): { statusCode: number; code: string; message: string } {
+  const statusCode = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+  if (statusCode >= 500 && !error.code?.match(/^[A-Z_]+$/)) {
+    return { statusCode, code: 'INTERNAL_ERROR', message: 'Internal Server Error' };
+  }
+  if (error.validation) return { statusCode, code: 'VALIDATION_FAILED', message: error.message };
+  const code = (error.code && FRAMEWORK_CODES[error.code]) ?? error.code ?? 'ERROR';
+  return { statusCode, code, message: error.message };
+}
+
+function requestedSource(request: FastifyRequest): string {
+  const body = request.body as { source?: unknown } | undefined;
+  return typeof body?.source === 'string' ? body.source.slice(0, 4096) : '';
+}
+
+/**
+ * One error shape for every route: `{statusCode, error, message, code}`. 5xx
+ * internals stay in the server log. A refused backup request leaves one
+ * `rejected` row in the log.
+ */
+export default fp<{ config: CofferConfig }>(
+  async (app, { config }) => {
+    app.setErrorHandler(async (error: FastifyError, request, reply) => {
+      const { statusCode, code, message } = describe(error);
+      if (statusCode >= 500) request.log.error({ err: error }, 'request failed');
+      if (statusCode < 500 && request.method === 'POST' && request.routeOptions.url === '/backup') {
+        await app.logStore
+          .append({
+            action: 'backup',
+            parameter: requestedSource(request),
+            status: 'rejected',
+            jobId: null,
+            attempt: null,
+            worker: config.instanceName,
+            code,
+            message: message.slice(0, 2000),
+          })
+          .catch((err: unknown) => request.log.error({ err }, 'cannot log a rejected request'));
+      }
+      return reply.code(statusCode).send({ statusCode, error: STATUS_CODES[statusCode] ?? 'Error', message, code });
+    });
+
+    app.setNotFoundHandler(async (request, reply) =>
+      reply.code(404).send({
+        statusCode: 404,
+        error: 'Not Found',
+        message: `no route ${request.method} ${request.url.split('?')[0] ?? ''}`,
+        code: 'ROUTE_NOT_FOUND',
+      }),
+    );
+  },
+  { name: 'errors', dependencies: ['log-store'] },
+);

@@ -1,0 +1,88 @@
+import fp from 'fastify-plugin';
+import { QueueEvents } from 'bullmq';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { QUEUE_NAME, createRedis, decodeFailure, type CofferConfig } from '@coffer/shared';
+
+/**
+ * Prometheus metrics on GET /metrics: HTTP latency, queue depth by state (read
+ * at scrape time), and jobs finished and bytes copied, counted from the
+ * queue's events as this API process sees them.
+ */
+export default fp<{ config: CofferConfig }>(
+  async (app, { config }) => {
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry, prefix: 'coffer_api_' });
+
+    const httpDuration = new Histogram({
+      name: 'coffer_http_request_duration_seconds',
+      help: 'HTTP request latency by route and status code',
+      labelNames: ['method', 'route', 'status_code'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    });
+    new Gauge({
+      name: 'coffer_queue_jobs',
+      help: 'Jobs in the queue by BullMQ state',
+      labelNames: ['state'],
+      registers: [registry],
+      async collect() {
+        const counts = await app.backupQueue.getJobCounts(
+          'waiting',
+          'active',
+          'delayed',
+          'prioritized',
+          'completed',
+          'failed',
+        );
+        for (const [state, count] of Object.entries(counts)) this.set({ state }, count);
+      },
+    });
+    const finished = new Counter({
+      name: 'coffer_jobs_finished_total',
+      help: 'Jobs that reached a final status, as seen by this API process',
+      labelNames: ['status'],
+      registers: [registry],
+    });
+    const copiedBytes = new Counter({
+      name: 'coffer_copy_bytes_total',
+      help: 'Bytes copied into snapshots by completed jobs, as seen by this API process',
+      registers: [registry],
+    });
+
+    // QueueEvents blocks on a stream read, so it needs a connection of its own.
+    const events = new QueueEvents(QUEUE_NAME, {
+      connection: createRedis(config.redisUrl, 'worker'),
+      prefix: config.queuePrefix,
+    });
+    events.on('error', (err) => app.log.warn({ err: err.message }, 'queue events error'));
+    events.on('completed', ({ returnvalue }) => {
+      finished.inc({ status: 'completed' });
+      const bytes = (returnvalue as unknown as { bytes?: unknown } | null)?.bytes;
+      if (typeof bytes === 'number') copiedBytes.inc(bytes);
+    });
+    events.on('failed', ({ failedReason }) => {
+      finished.inc({ status: decodeFailure(failedReason).code === 'CANCELLED' ? 'cancelled' : 'failed' });
+    });
+
+    app.addHook('onResponse', async (request, reply) => {
+      const route = request.routeOptions.url ?? 'unmatched';
+      httpDuration.observe({ method: request.method, route, status_code: reply.statusCode }, reply.elapsedTime / 1000);
+    });
+
+    app.get(
+      '/metrics',
+      { schema: { summary: 'Prometheus metrics', tags: ['health'], produces: ['text/plain'] } },
+      async (_request, reply) => {
+        reply.header('content-type', registry.contentType);
+        return registry.metrics();
+      },
+    );
+
+    app.addHook('onClose', async () => {
+      const connection = await events.client;
+      await events.close();
+      connection.disconnect();
+    });
+  },
+  { name: 'metrics', dependencies: ['queue'] },
+);

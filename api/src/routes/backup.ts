@@ -1,0 +1,163 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { posix } from 'node:path';
+import type { FastifyPluginAsync } from 'fastify';
+import {
+  BACKUP_JOB_NAME,
+  MAX_DESTINATION_LENGTH,
+  MAX_PATH_LENGTH,
+  checkDestination,
+  checkSourcePath,
+  defaultDestination,
+  isInsideRoots,
+  type CofferConfig,
+} from '@coffer/shared';
+import {
+  DestinationInvalid,
+  IdempotencyKeyReused,
+  LogUnavailable,
+  QueueUnavailable,
+  SourceInvalid,
+  SourceOutsideRoots,
+} from '../errors.js';
+import { errorResponses } from '../schemas.js';
+
+interface BackupBody {
+  source: string;
+  destination?: string;
+}
+
+const IDEMPOTENCY_TTL_SECONDS = 86_400;
+
+const bodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['source'],
+  properties: {
+    source: {
+      type: 'string',
+      minLength: 1,
+      maxLength: MAX_PATH_LENGTH,
+      description: 'Absolute path of a file or folder inside SOURCE_ROOTS',
+    },
+    destination: {
+      type: 'string',
+      minLength: 1,
+      maxLength: MAX_DESTINATION_LENGTH,
+      description: 'Relative name under BACKUP_ROOT ([A-Za-z0-9._-] segments); default: the source base name',
+    },
+  },
+} as const;
+
+function normaliseSource(source: string): string {
+  const normal = posix.normalize(source);
+  return normal.length > 1 && normal.endsWith('/') ? normal.slice(0, -1) : normal;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+const backupRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { config }) => {
+  const idempotencyKey = (key: string) =>
+    `${config.queuePrefix}:idempotency:${createHash('sha256').update(key).digest('hex')}`;
+
+  app.post<{ Body: BackupBody; Headers: { 'idempotency-key'?: string } }>(
+    '/backup',
+    {
+      schema: {
+        summary: 'Queue a backup of a file or folder',
+        tags: ['jobs'],
+        headers: {
+          type: 'object',
+          properties: { 'idempotency-key': { type: 'string', minLength: 1, maxLength: 255 } },
+        },
+        body: bodySchema,
+        response: {
+          202: {
+            type: 'object',
+            properties: { id: { type: 'string' }, status: { type: 'string', enum: ['queued'] } },
+            required: ['id', 'status'],
+          },
+          ...errorResponses(400, 413, 415, 422, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const problem = checkSourcePath(request.body.source);
+      if (problem) throw new SourceInvalid(problem.message);
+      const source = normaliseSource(request.body.source);
+      if (!isInsideRoots(source, config.sourceRoots)) {
+        throw new SourceOutsideRoots(`source "${source}" is not inside SOURCE_ROOTS (${config.sourceRoots.join(':')})`);
+      }
+      const destination = request.body.destination ?? defaultDestination(source);
+      const destinationProblem = checkDestination(destination);
+      if (destinationProblem) throw new DestinationInvalid(destinationProblem.message);
+
+      let id: string = randomUUID();
+      const key = request.headers['idempotency-key'];
+      if (key !== undefined) {
+        const fingerprint = createHash('sha256')
+          .update(JSON.stringify([source, destination]))
+          .digest('hex');
+        let stored: string | null;
+        try {
+          const claimed = await app.redis.set(
+            idempotencyKey(key),
+            `${fingerprint} ${id}`,
+            'EX',
+            IDEMPOTENCY_TTL_SECONDS,
+            'NX',
+          );
+          stored = claimed === 'OK' ? null : await app.redis.get(idempotencyKey(key));
+        } catch (err) {
+          throw new QueueUnavailable(message(err));
+        }
+        if (stored !== null) {
+          const [storedFingerprint, storedId] = stored.split(' ');
+          if (storedFingerprint !== fingerprint || !storedId) throw new IdempotencyKeyReused(key);
+          id = storedId;
+          return reply
+            .code(202)
+            .header('location', `/jobs/${id}`)
+            .header('idempotent-replayed', 'true')
+            .send({ id, status: 'queued' });
+        }
+      }
+      const forget = async () => {
+        if (key !== undefined) await app.redis.del(idempotencyKey(key)).catch(() => undefined);
+      };
+
+      const entry = {
+        action: 'backup',
+        parameter: source,
+        jobId: id,
+        attempt: 1,
+        worker: config.instanceName,
+        destination,
+      } as const;
+      // `queued` is written before the job exists, so no worker's `active` can precede it.
+      try {
+        await app.logStore.append({ ...entry, status: 'queued' });
+      } catch (err) {
+        await forget();
+        throw new LogUnavailable(message(err));
+      }
+      try {
+        await app.backupQueue.add(BACKUP_JOB_NAME, { source, destination }, { jobId: id });
+      } catch (err) {
+        // The job never reached the queue: close its history so it does not look pending forever.
+        await forget();
+        await app.logStore
+          .append({ ...entry, status: 'failed', code: 'QUEUE_UNAVAILABLE', message: `not queued: ${message(err)}` })
+          .catch((logErr: unknown) =>
+            request.log.error({ err: logErr, jobId: id }, 'cannot close the history of an unqueued job'),
+          );
+        throw new QueueUnavailable(message(err));
+      }
+      request.log.info({ jobId: id, destination }, 'backup queued');
+      return reply.code(202).header('location', `/jobs/${id}`).send({ id, status: 'queued' });
+    },
+  );
+};
+
+export default backupRoutes;

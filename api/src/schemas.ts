@@ -1,0 +1,93 @@
+import { JOB_STATUSES } from '@coffer/shared';
+
+const isoDate = { type: 'string', format: 'date-time' } as const;
+const nullableIsoDate = { type: ['string', 'null'], format: 'date-time' } as const;
+
+export const errorSchema = {
+  $id: 'Error',
+  type: 'object',
+  properties: {
+    statusCode: { type: 'integer' },
+    error: { type: 'string' },
+    message: { type: 'string' },
+    code: { type: 'string', description: 'Stable machine-readable code, e.g. SOURCE_OUTSIDE_ROOTS' },
+  },
+  required: ['statusCode', 'error', 'message', 'code'],
+} as const;
+
+export const jobViewSchema = {
+  $id: 'Job',
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    status: { type: 'string', enum: JOB_STATUSES },
+    source: { type: 'string' },
+    destination: { type: 'string' },
+    attempts: { type: 'integer', description: 'Attempts started so far' },
+    progress: {
+      type: 'object',
+      properties: {
+        files: { type: 'integer' },
+        filesTotal: { type: 'integer', description: '0 until the source has been measured' },
+        bytes: { type: 'integer' },
+        bytesTotal: { type: 'integer' },
+      },
+      required: ['files', 'filesTotal', 'bytes', 'bytesTotal'],
+    },
+    result: {
+      type: 'object',
+      properties: {
+        path: { type: 'string' },
+        files: { type: 'integer' },
+        bytes: { type: 'integer' },
+        durationMs: { type: 'integer' },
+        dirs: { type: 'integer' },
+        links: { type: 'integer' },
+        skipped: { type: 'integer', description: 'Sockets, FIFOs and devices not copied' },
+      },
+      required: ['path', 'files', 'bytes', 'durationMs'],
+    },
+    error: {
+      type: 'object',
+      properties: { code: { type: 'string' }, message: { type: 'string' } },
+      required: ['code', 'message'],
+    },
+    createdAt: isoDate,
+    startedAt: nullableIsoDate,
+    finishedAt: nullableIsoDate,
+  },
+  required: ['id', 'status', 'source', 'destination', 'attempts', 'progress', 'createdAt', 'startedAt', 'finishedAt'],
+} as const;
+
+export const logRowSchema = {
+  $id: 'LogRow',
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    date: isoDate,
+    action: { type: 'string' },
+    parameter: { type: 'string' },
+    status: { type: 'string' },
+    jobId: { type: ['string', 'null'] },
+    attempt: { type: ['integer', 'null'] },
+    worker: { type: ['string', 'null'] },
+    message: { type: ['string', 'null'] },
+    code: { type: ['string', 'null'] },
+    destination: { type: ['string', 'null'] },
+    snapshot: { type: ['string', 'null'] },
+    files: { type: ['integer', 'null'] },
+    bytes: { type: ['integer', 'null'] },
+    durationMs: { type: ['integer', 'null'] },
+  },
+  required: ['id', 'date', 'action', 'parameter', 'status', 'jobId'],
+} as const;
+
+/** Error responses a route may give, by status, for the OpenAPI description. */
+export function errorResponses(...statuses: number[]): Record<number, { $ref: string }> {
+  return Object.fromEntries(statuses.map((status) => [status, { $ref: 'Error#' }]));
+}
+
+export const cursorQuery = {
+  limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 },
+  cursor: { type: 'integer', minimum: 1, description: "The previous page's nextCursor" },
+} as const;

@@ -1,0 +1,1 @@
+export { MIGRATIONS_DIR, listMigrations, migrate, type MigrationTarget } from './migrate.js';

@@ -1,0 +1,187 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { isAbsolute } from 'node:path';
+import envSchema from 'env-schema';
+
+/** Variables that may also be read from `NAME_FILE` (Docker secrets). */
+const SECRET_VARIABLES = ['REDIS_URL', 'MYSQL_PASSWORD', 'API_ADMIN_TOKEN'] as const;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+const schema = {
+  type: 'object',
+  properties: {
+    REDIS_URL: { type: 'string', pattern: '^rediss?://', default: 'redis://127.0.0.1:6379' },
+    QUEUE_PREFIX: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$', default: 'coffer' },
+    MYSQL_HOST: { type: 'string', minLength: 1, default: '127.0.0.1' },
+    MYSQL_PORT: { type: 'integer', minimum: 1, maximum: 65535, default: 3306 },
+    MYSQL_USER: { type: 'string', minLength: 1, default: 'root' },
+    MYSQL_PASSWORD: { type: 'string', default: '' },
+    MYSQL_DATABASE: { type: 'string', pattern: '^[A-Za-z0-9_]{1,64}$', default: 'coffer' },
+    HOST: { type: 'string', minLength: 1, default: '127.0.0.1' },
+    PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 3000 },
+    BACKUP_ROOT: { type: 'string', minLength: 1, default: '/var/lib/coffer/backups' },
+    SOURCE_ROOTS: { type: 'string', minLength: 1, default: '/srv' },
+    WORKER_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 64, default: 2 },
+    INSTANCE_NAME: { type: 'string', minLength: 1, maxLength: 255 },
+    COPY_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, default: 16 },
+    JOB_ATTEMPTS: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
+    JOB_BACKOFF_MS: { type: 'integer', minimum: 0, maximum: 3_600_000, default: 2000 },
+    JOB_RETENTION_SECONDS: { type: 'integer', minimum: 0, default: 604_800 },
+    JOB_RETENTION_COUNT: { type: 'integer', minimum: 0, default: 10_000 },
+    API_ADMIN_TOKEN: { type: 'string', minLength: 16 },
+    LOG_LEVEL: { type: 'string', enum: LOG_LEVELS, default: 'info' },
+  },
+} as const;
+
+export interface MysqlSettings {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+}
+
+/** Everything a Coffer process reads from its environment, validated once. */
+export interface CofferConfig {
+  redisUrl: string;
+  /** BullMQ key prefix. Default `coffer`. */
+  queuePrefix: string;
+  mysql: MysqlSettings;
+  host: string;
+  port: number;
+  /** Where snapshots are written. Default `/var/lib/coffer/backups`. */
+  backupRoot: string;
+  /** Folders a source must lie inside. Default `/srv`. */
+  sourceRoots: readonly string[];
+  /** Jobs one worker process runs at once. Default 2. */
+  workerConcurrency: number;
+  /** This process in the log's `worker` column. Default `<hostname>:<pid>`. */
+  instanceName: string;
+  /** Files one job copies at once. Default 16. */
+  copyConcurrency: number;
+  /** Attempts per job before it fails for good. Default 3. */
+  jobAttempts: number;
+  /** First retry delay; doubles each attempt. Default 2000 ms. */
+  jobBackoffMs: number;
+  /** Finished jobs stay in Redis this long (then their view comes from the log). Default 7 days. */
+  jobRetentionSeconds: number;
+  /** …and at most this many of them. Default 10,000. */
+  jobRetentionCount: number;
+  apiAdminToken: string | undefined;
+  logLevel: LogLevel;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * Replaces `NAME_FILE` by the content of the file it names. Giving both is a
+ * mistake we refuse rather than guess which one wins.
+ */
+function resolveSecretFiles(env: Env, problems: string[]): Env {
+  const resolved: Env = { ...env };
+  for (const name of SECRET_VARIABLES) {
+    const file = env[`${name}_FILE`];
+    delete resolved[`${name}_FILE`];
+    if (file === undefined || file === '') continue;
+    if (env[name] !== undefined && env[name] !== '') {
+      problems.push(`${name} and ${name}_FILE are both set; set only one`);
+      continue;
+    }
+    try {
+      // Secret files usually end with a newline the value does not contain.
+      resolved[name] = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch (err) {
+      problems.push(`${name}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+  }
+  return resolved;
+}
+
+function describeSchemaErrors(error: unknown): string[] {
+  const errors = (error as { errors?: { instancePath: string; message?: string; params?: unknown }[] }).errors;
+  if (!errors) return [String(error)];
+  return errors.map((e) => {
+    const variable = e.instancePath.replace(/^\//, '') || 'environment';
+    return `${variable} ${e.message ?? 'is invalid'}`;
+  });
+}
+
+function splitRoots(value: string): string[] {
+  return value
+    .split(':')
+    .map((root) => root.trim())
+    .filter((root) => root.length > 0);
+}
+
+/** Reads and validates the configuration; throws a ConfigError listing every problem. */
+export function loadConfig(env: Env = process.env): CofferConfig {
+  const problems: string[] = [];
+  const resolved = resolveSecretFiles(env, problems);
+  // An empty variable means "not set", as in most shells' `VAR= cmd`.
+  const data = Object.fromEntries(
+    Object.entries(resolved).filter(([name, value]) => value !== '' && name in schema.properties),
+  );
+  let parsed: Record<string, unknown> = {};
+  try {
+    parsed = envSchema<Record<string, unknown>>({ schema: structuredClone(schema), data, env: false });
+  } catch (err) {
+    problems.push(...describeSchemaErrors(err));
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const backupRoot = String(parsed.BACKUP_ROOT);
+  const sourceRoots = splitRoots(String(parsed.SOURCE_ROOTS));
+  if (!isAbsolute(backupRoot)) problems.push(`BACKUP_ROOT must be an absolute path, got "${backupRoot}"`);
+  if (sourceRoots.length === 0) problems.push('SOURCE_ROOTS must name at least one folder');
+  for (const root of sourceRoots) {
+    if (!isAbsolute(root)) problems.push(`SOURCE_ROOTS entries must be absolute paths, got "${root}"`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return Object.freeze({
+    redisUrl: String(parsed.REDIS_URL),
+    queuePrefix: String(parsed.QUEUE_PREFIX),
+    mysql: Object.freeze({
+      host: String(parsed.MYSQL_HOST),
+      port: Number(parsed.MYSQL_PORT),
+      user: String(parsed.MYSQL_USER),
+      password: String(parsed.MYSQL_PASSWORD),
+      database: String(parsed.MYSQL_DATABASE),
+    }),
+    host: String(parsed.HOST),
+    port: Number(parsed.PORT),
+    backupRoot,
+    sourceRoots: Object.freeze(sourceRoots),
+    workerConcurrency: Number(parsed.WORKER_CONCURRENCY),
+    instanceName: typeof parsed.INSTANCE_NAME === 'string' ? parsed.INSTANCE_NAME : `${hostname()}:${process.pid}`,
+    copyConcurrency: Number(parsed.COPY_CONCURRENCY),
+    jobAttempts: Number(parsed.JOB_ATTEMPTS),
+    jobBackoffMs: Number(parsed.JOB_BACKOFF_MS),
+    jobRetentionSeconds: Number(parsed.JOB_RETENTION_SECONDS),
+    jobRetentionCount: Number(parsed.JOB_RETENTION_COUNT),
+    apiAdminToken: typeof parsed.API_ADMIN_TOKEN === 'string' ? parsed.API_ADMIN_TOKEN : undefined,
+    logLevel: parsed.LOG_LEVEL as LogLevel,
+  });
+}
+
+/** Entry points call this: a bad configuration ends the process with the list of problems. */
+export function loadConfigOrExit(env: Env = process.env): CofferConfig {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`coffer: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}

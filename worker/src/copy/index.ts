@@ -1,0 +1,7 @@
+export { copyTree, DEFAULT_COPY_CONCURRENCY, UnsupportedSourceError } from './copy-tree.js';
+export type { CopyCounts, CopyOptions } from './copy-tree.js';
+export { measureTree } from './measure-tree.js';
+export type { TreeSize } from './measure-tree.js';
+export { createSnapshot, snapshotName } from './snapshot.js';
+export type { SnapshotRequest, SnapshotResult } from './snapshot.js';
+export { removeTree } from './remove-tree.js';

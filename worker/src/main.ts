@@ -1,0 +1,26 @@
+import { migrate } from '@coffer/db';
+import { createLogger, loadConfigOrExit } from '@coffer/shared';
+import { startWorker } from './start-worker.js';
+
+const SHUTDOWN_TIMEOUT_MS = 30_000;
+
+const config = loadConfigOrExit();
+const logger = createLogger('coffer-worker', config.logLevel).child({ worker: config.instanceName });
+
+try {
+  await migrate(config.mysql, logger);
+} catch (err) {
+  logger.fatal({ err }, 'cannot apply database migrations');
+  process.exit(1);
+}
+
+const running = startWorker(config, logger);
+logger.info({ concurrency: config.workerConcurrency, backupRoot: config.backupRoot }, 'worker started');
+
+async function shutdown(signal: string): Promise<void> {
+  logger.info({ signal }, 'shutting down: finishing running jobs');
+  await running.close(SHUTDOWN_TIMEOUT_MS);
+  process.exit(0);
+}
+process.once('SIGTERM', () => void shutdown('SIGTERM'));
+process.once('SIGINT', () => void shutdown('SIGINT'));

@@ -1,0 +1,177 @@
+import { spawnSync } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { JobFailure } from '@coffer/shared';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createSnapshot, removeTree, snapshotName, type SnapshotRequest } from '../src/copy/index.js';
+
+const STARTED_AT = new Date('2026-11-27T19:10:45.123Z');
+const isRoot = process.getuid?.() === 0;
+
+let tmp: string;
+let source: string;
+let backupRoot: string;
+
+beforeEach(async () => {
+  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'coffer-copy-'));
+  source = path.join(tmp, 'source');
+  backupRoot = path.join(tmp, 'backups');
+  await fs.mkdir(path.join(source, 'docs', 'empty'), { recursive: true });
+  await fs.writeFile(path.join(source, 'docs', 'plan.md'), '# plan\n');
+  await fs.writeFile(path.join(source, 'notes.txt'), 'remember\n');
+  await fs.symlink('docs/plan.md', path.join(source, 'plan-link'));
+  await fs.mkdir(path.join(source, 'frozen'));
+  await fs.writeFile(path.join(source, 'frozen', 'ice.txt'), 'cold');
+  await fs.chmod(path.join(source, 'frozen'), 0o555);
+});
+
+afterEach(async () => {
+  await removeTree(tmp);
+});
+
+function request(overrides: Partial<SnapshotRequest> = {}): SnapshotRequest {
+  return { source, backupRoot, destination: 'projects/alpha', jobId: 'job-42', startedAt: STARTED_AT, ...overrides };
+}
+
+function expectSameContents(a: string, b: string): void {
+  const diff = spawnSync('diff', ['-r', '--no-dereference', a, b], { encoding: 'utf8' });
+  expect(diff.stdout).toBe('');
+  expect(diff.status).toBe(0);
+}
+
+async function manyFiles(root: string, count: number): Promise<void> {
+  await fs.mkdir(root, { recursive: true });
+  await Promise.all(Array.from({ length: count }, (_, i) => fs.writeFile(path.join(root, `f${i}`), String(i))));
+}
+
+describe('snapshotName', () => {
+  it('is the UTC start time, sortable and without colons, then the job id', () => {
+    expect(snapshotName(STARTED_AT, 'job-42')).toBe('20261127T191045.123Z-job-42');
+    expect(snapshotName(new Date('2026-01-02T03:04:05.006+02:00'), '7')).toBe('20260102T010405.006Z-7');
+  });
+});
+
+describe('createSnapshot', () => {
+  it('writes the snapshot under <root>/<destination>/<timestamp>-<job id>, and nothing else', async () => {
+    const result = await createSnapshot(request());
+
+    const folder = path.join(backupRoot, 'projects', 'alpha');
+    expect(result.path).toBe(path.join(folder, '20261127T191045.123Z-job-42'));
+    expect(path.basename(result.path)).toMatch(/^\d{8}T\d{6}\.\d{3}Z-job-42$/);
+    expect(await fs.readdir(folder)).toEqual([path.basename(result.path)]);
+    expectSameContents(source, result.path);
+    expect(result).toMatchObject({ files: 3, bytes: 7 + 9 + 4, dirs: 3, links: 1, skipped: 0 });
+    expect(result.durationMs).toBeGreaterThanOrEqual(0);
+    expect((await fs.stat(path.join(result.path, 'frozen'))).mode & 0o777).toBe(0o555);
+  });
+
+  it('holds a file source under its own name', async () => {
+    const result = await createSnapshot(request({ source: path.join(source, 'notes.txt'), destination: 'notes' }));
+
+    expect(await fs.readdir(result.path)).toEqual(['notes.txt']);
+    expect(await fs.readFile(path.join(result.path, 'notes.txt'), 'utf8')).toBe('remember\n');
+    expect(result).toMatchObject({ files: 1, bytes: 9, dirs: 0, links: 0, skipped: 0 });
+  });
+
+  it('removes what a crashed attempt of the same job left, and keeps other snapshots', async () => {
+    const folder = path.join(backupRoot, 'projects', 'alpha');
+    const partial = path.join(folder, '.partial-job-42');
+    const earlier = path.join(folder, '20261127T180000.000Z-job-42');
+    const otherJobs = ['20261127T170000.000Z-7', '20261127T170000.000Z-x-job-42', '20261127T170000.000Z-job-420'];
+    await fs.mkdir(path.join(partial, 'half'), { recursive: true });
+    await fs.writeFile(path.join(partial, 'half', 'junk'), 'junk');
+    await fs.mkdir(path.join(earlier, 'locked'), { recursive: true });
+    await fs.writeFile(path.join(earlier, 'stale.txt'), 'stale');
+    await fs.chmod(path.join(earlier, 'locked'), 0o555);
+    for (const name of otherJobs) await fs.mkdir(path.join(folder, name));
+
+    const result = await createSnapshot(request());
+
+    expect((await fs.readdir(folder)).sort()).toEqual([...otherJobs, path.basename(result.path)].sort());
+    expectSameContents(source, result.path);
+  });
+
+  it('fails permanently with SOURCE_NOT_FOUND when the source is gone, leaving no folder behind', async () => {
+    const missing = path.join(tmp, 'vanished');
+
+    const failure = await createSnapshot(request({ source: missing })).catch((error: unknown) => error);
+
+    expect(failure).toBeInstanceOf(JobFailure);
+    expect(failure).toMatchObject({ code: 'SOURCE_NOT_FOUND', permanent: true });
+    expect((failure as JobFailure).message).toContain(missing);
+    expect(await fs.readdir(path.join(backupRoot, 'projects', 'alpha'))).toEqual([]);
+  });
+
+  it('removes the partial folder and rejects with the abort reason when cancelled mid-copy', async () => {
+    await manyFiles(path.join(source, 'bulk'), 500);
+    const controller = new AbortController();
+    const reason = new Error('cancelled');
+    let reports = 0;
+
+    const snapshot = createSnapshot(
+      request({
+        signal: controller.signal,
+        onProgress: () => {
+          reports += 1;
+          if (reports === 20) controller.abort(reason);
+        },
+      }),
+    );
+
+    await expect(snapshot).rejects.toBe(reason);
+    expect(await fs.readdir(path.join(backupRoot, 'projects', 'alpha'))).toEqual([]);
+  });
+
+  it('removes the partial folder and rethrows unchanged an error it has no code for', async () => {
+    const broken = new Error('progress sink broke');
+
+    const snapshot = createSnapshot(
+      request({
+        onProgress: () => {
+          throw broken;
+        },
+      }),
+    );
+
+    await expect(snapshot).rejects.toBe(broken);
+    expect(await fs.readdir(path.join(backupRoot, 'projects', 'alpha'))).toEqual([]);
+  });
+
+  it('fails with DESTINATION_NOT_WRITABLE, retryable, when the backup root cannot be created', async () => {
+    await fs.writeFile(path.join(tmp, 'afile'), 'not a folder');
+
+    const failure = await createSnapshot(request({ backupRoot: path.join(tmp, 'afile', 'backups') })).catch(
+      (error: unknown) => error,
+    );
+
+    expect(failure).toBeInstanceOf(JobFailure);
+    expect(failure).toMatchObject({ code: 'DESTINATION_NOT_WRITABLE', permanent: false });
+    expect((failure as JobFailure).message).toMatch(/ENOTDIR/);
+  });
+
+  it.skipIf(isRoot)('fails with DESTINATION_NOT_WRITABLE when the backup root denies writing', async () => {
+    await fs.mkdir(backupRoot, { mode: 0o555 });
+
+    await expect(createSnapshot(request())).rejects.toMatchObject({
+      code: 'DESTINATION_NOT_WRITABLE',
+      permanent: false,
+    });
+  });
+
+  it.skipIf(isRoot)('fails permanently with SOURCE_UNREADABLE when a source folder denies reading', async () => {
+    await fs.chmod(path.join(source, 'docs'), 0o000);
+
+    await expect(createSnapshot(request())).rejects.toMatchObject({ code: 'SOURCE_UNREADABLE', permanent: true });
+    await fs.chmod(path.join(source, 'docs'), 0o755);
+    expect(await fs.readdir(path.join(backupRoot, 'projects', 'alpha'))).toEqual([]);
+  });
+
+  it('refuses a job id that cannot name a folder', async () => {
+    await expect(createSnapshot(request({ jobId: '../escape' }))).rejects.toMatchObject({
+      code: 'INVALID_JOB',
+      permanent: true,
+    });
+    await expect(fs.access(backupRoot)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
