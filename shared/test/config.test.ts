@@ -1,0 +1,93 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '@coffer/shared';
+
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems];
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('configuration from the environment', () => {
+  it('uses the documented defaults when nothing is set', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      redisUrl: 'redis://127.0.0.1:6379',
+      queuePrefix: 'coffer',
+      mysql: { host: '127.0.0.1', port: 3306, user: 'root', password: '', database: 'coffer' },
+      host: '127.0.0.1',
+      port: 3000,
+      backupRoot: '/var/lib/coffer/backups',
+      sourceRoots: ['/srv'],
+      workerConcurrency: 2,
+      jobAttempts: 3,
+      logLevel: 'info',
+      apiAdminToken: undefined,
+    });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('parses numbers and splits SOURCE_ROOTS on ":"', () => {
+    const config = loadConfig({
+      PORT: '8085',
+      MYSQL_PORT: '3307',
+      SOURCE_ROOTS: '/data/a:/data/b',
+      WORKER_CONCURRENCY: '4',
+    });
+    expect(config.port).toBe(8085);
+    expect(config.mysql.port).toBe(3307);
+    expect(config.sourceRoots).toEqual(['/data/a', '/data/b']);
+    expect(config.workerConcurrency).toBe(4);
+  });
+
+  it('treats an empty variable as unset', () => {
+    expect(loadConfig({ PORT: '', LOG_LEVEL: '' })).toMatchObject({ port: 3000, logLevel: 'info' });
+  });
+
+  it('reads secrets from NAME_FILE, without the trailing newline', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coffer-config-'));
+    await writeFile(join(dir, 'pw'), 's3cret-value\n');
+    await writeFile(join(dir, 'redis'), 'redis://:pw@redis.internal:6379\n');
+    const config = loadConfig({ MYSQL_PASSWORD_FILE: join(dir, 'pw'), REDIS_URL_FILE: join(dir, 'redis') });
+    expect(config.mysql.password).toBe('s3cret-value');
+    expect(config.redisUrl).toBe('redis://:pw@redis.internal:6379');
+  });
+
+  it('refuses NAME and NAME_FILE together', () => {
+    expect(problemsOf({ MYSQL_PASSWORD: 'a', MYSQL_PASSWORD_FILE: '/x' })).toEqual([
+      'MYSQL_PASSWORD and MYSQL_PASSWORD_FILE are both set; set only one',
+    ]);
+  });
+
+  it('names an unreadable secret file', () => {
+    expect(problemsOf({ API_ADMIN_TOKEN_FILE: '/nonexistent/token' })).toEqual([
+      'API_ADMIN_TOKEN_FILE: cannot read /nonexistent/token (ENOENT)',
+    ]);
+  });
+
+  it('lists every invalid variable by name', () => {
+    const problems = problemsOf({ PORT: 'eighty', MYSQL_PORT: '70000', LOG_LEVEL: 'loud', REDIS_URL: 'http://x' });
+    expect(problems.join('\n')).toMatch(/PORT/);
+    expect(problems.join('\n')).toMatch(/MYSQL_PORT/);
+    expect(problems.join('\n')).toMatch(/LOG_LEVEL/);
+    expect(problems.join('\n')).toMatch(/REDIS_URL/);
+    expect(problems).toHaveLength(4);
+  });
+
+  it('requires absolute BACKUP_ROOT and SOURCE_ROOTS', () => {
+    expect(problemsOf({ BACKUP_ROOT: 'backups', SOURCE_ROOTS: '/ok:relative' })).toEqual([
+      'BACKUP_ROOT must be an absolute path, got "backups"',
+      'SOURCE_ROOTS entries must be absolute paths, got "relative"',
+    ]);
+  });
+
+  it('refuses a database name that could not be used as an identifier', () => {
+    expect(problemsOf({ MYSQL_DATABASE: 'coffer; DROP TABLE log' }).join()).toMatch(/MYSQL_DATABASE/);
+  });
+});
