@@ -23,6 +23,8 @@ export const silentLogger = {
 
 export interface TestEnvironment {
   config: CofferConfig;
+  /** The environment variables `config` was read from, for spawning real processes. */
+  variables: Record<string, string>;
   /** Temporary folder holding `sources/` (the only SOURCE_ROOT) and `backups/` (BACKUP_ROOT). */
   dir: string;
   sources: string;
@@ -40,7 +42,7 @@ export async function createTestEnvironment(env: Record<string, string> = {}): P
   const dir = await mkdtemp(join(tmpdir(), 'coffer-test-'));
   const sources = join(dir, 'sources');
   const backups = join(dir, 'backups');
-  const config = loadConfig({
+  const variables: Record<string, string> = {
     REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     MYSQL_HOST: process.env.MYSQL_HOST ?? '127.0.0.1',
     MYSQL_PORT: process.env.MYSQL_PORT ?? '3306',
@@ -53,12 +55,14 @@ export async function createTestEnvironment(env: Record<string, string> = {}): P
     JOB_BACKOFF_MS: '50',
     LOG_LEVEL: 'silent',
     ...env,
-  });
+  };
+  const config = loadConfig(variables);
   await mkdir(sources, { recursive: true });
   await mkdir(backups, { recursive: true });
   await migrate(config.mysql, silentLogger);
   return {
     config,
+    variables,
     dir,
     sources,
     backups,
