@@ -11,8 +11,16 @@ export const IdempotencyKeyReused = createError(
   'Idempotency-Key "%s" was already used with a different request body',
   422,
 );
-export const QueueUnavailable = createError('QUEUE_UNAVAILABLE', 'the job queue (Redis) is unavailable: %s', 503);
-export const LogUnavailable = createError('LOG_UNAVAILABLE', 'the job log (MySQL) is unavailable: %s', 503);
+export const QueueUnavailable = createError(
+  'QUEUE_UNAVAILABLE',
+  'the job queue (Redis) is unavailable; try again shortly',
+  503,
+);
+export const LogUnavailable = createError(
+  'LOG_UNAVAILABLE',
+  'the job log (MySQL) is unavailable; try again shortly',
+  503,
+);
 
 /** Fastify's own error codes, renamed to the vocabulary our clients see. */
 export const FRAMEWORK_CODES: Readonly<Record<string, string>> = {

@@ -87,7 +87,10 @@ export function errorResponses(...statuses: number[]): Record<number, { $ref: st
   return Object.fromEntries(statuses.map((status) => [status, { $ref: 'Error#' }]));
 }
 
-export const cursorQuery = {
-  limit: { type: 'integer', minimum: 1, maximum: 1000, default: 50 },
-  cursor: { type: 'integer', minimum: 1, description: "The previous page's nextCursor" },
-} as const;
+/** `limit` and `cursor` query parameters for a list route. */
+export function cursorQuery(maxLimit: number, defaultLimit: number) {
+  return {
+    limit: { type: 'integer', minimum: 1, maximum: maxLimit, default: defaultLimit },
+    cursor: { type: 'integer', minimum: 1, description: "The previous page's nextCursor" },
+  } as const;
+}

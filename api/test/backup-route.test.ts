@@ -2,7 +2,16 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BODY_LIMIT_BYTES } from '../src/app.js';
-import { expectError, lastLogId, logRows, startApi, type ApiHarness } from './helpers.js';
+import {
+  containing,
+  expectError,
+  lastLogId,
+  logRows,
+  matching,
+  startApi,
+  type ApiHarness,
+  type StoredLogRow,
+} from './helpers.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -34,7 +43,7 @@ describe('POST /backup accepts a backup request', () => {
 
     expect(res.statusCode, res.body).toBe(202);
     const body = res.json<{ id: string; status: string }>();
-    expect(body).toEqual({ id: expect.stringMatching(UUID), status: 'queued' });
+    expect(body).toEqual({ id: matching(UUID), status: 'queued' });
     expect(res.headers.location).toBe(`/jobs/${body.id}`);
 
     const job = await api.app.backupQueue.getJob(body.id);
@@ -43,7 +52,7 @@ describe('POST /backup accepts a backup request', () => {
 
     const rows = await logRows(api.db, 'job_id = ?', [body.id]);
     expect(rows).toEqual([
-      expect.objectContaining({
+      containing<StoredLogRow>({
         status: 'queued',
         job_id: body.id,
         parameter: folder,
@@ -112,35 +121,204 @@ interface BadInput {
 const json = 'application/json';
 
 const badInputs: [string, BadInput][] = [
-  ['invalid JSON', { payload: () => '{"source": "/x",', contentType: json, status: 400, code: 'INVALID_JSON', says: /JSON/ }],
-  ['an empty body with a JSON content type', { payload: () => '', contentType: json, status: 400, code: 'INVALID_JSON', says: /empty/i }],
-  ['a JSON array instead of an object', { payload: (s) => JSON.stringify([s]), contentType: json, status: 400, code: 'VALIDATION_FAILED', says: /object/ }],
+  [
+    'invalid JSON',
+    { payload: () => '{"source": "/x",', contentType: json, status: 400, code: 'INVALID_JSON', says: /JSON/ },
+  ],
+  [
+    'an empty body with a JSON content type',
+    { payload: () => '', contentType: json, status: 400, code: 'INVALID_JSON', says: /empty/i },
+  ],
+  [
+    'a JSON array instead of an object',
+    { payload: (s) => JSON.stringify([s]), contentType: json, status: 400, code: 'VALIDATION_FAILED', says: /object/ },
+  ],
   ['a missing source', { payload: () => ({}), status: 400, code: 'VALIDATION_FAILED', says: /source/ }],
-  ['a numeric source', { payload: () => ({ source: 5 }), status: 400, code: 'VALIDATION_FAILED', says: /source.*string/ }],
-  ['an array source', { payload: (s) => ({ source: [`${s}/data`] }), status: 400, code: 'VALIDATION_FAILED', says: /source.*string/ }],
-  ['an object source', { payload: (s) => ({ source: { path: `${s}/data` } }), status: 400, code: 'VALIDATION_FAILED', says: /source.*string/ }],
-  ['a null source', { payload: () => ({ source: null }), status: 400, code: 'VALIDATION_FAILED', says: /source.*string/ }],
+  [
+    'a numeric source',
+    { payload: () => ({ source: 5 }), status: 400, code: 'VALIDATION_FAILED', says: /source.*string/ },
+  ],
+  [
+    'an array source',
+    { payload: (s) => ({ source: [`${s}/data`] }), status: 400, code: 'VALIDATION_FAILED', says: /source.*string/ },
+  ],
+  [
+    'an object source',
+    {
+      payload: (s) => ({ source: { path: `${s}/data` } }),
+      status: 400,
+      code: 'VALIDATION_FAILED',
+      says: /source.*string/,
+    },
+  ],
+  [
+    'a null source',
+    { payload: () => ({ source: null }), status: 400, code: 'VALIDATION_FAILED', says: /source.*string/ },
+  ],
   ['an empty source', { payload: () => ({ source: '' }), status: 400, code: 'VALIDATION_FAILED', says: /source/ }],
-  ['a source longer than PATH_MAX', { payload: (s) => ({ source: `${s}/${'x'.repeat(4096)}` }), status: 400, code: 'VALIDATION_FAILED', says: /source/ }],
-  ['a relative source', { payload: () => ({ source: 'sources/data' }), status: 400, code: 'INVALID_SOURCE', says: /source.*absolute/ }],
-  ['a source with a NUL byte', { payload: (s) => ({ source: `${s}/da\u0000ta` }), status: 400, code: 'INVALID_SOURCE', says: /source.*NUL/ }],
-  ['a source outside SOURCE_ROOTS', { payload: () => ({ source: '/etc' }), status: 400, code: 'SOURCE_OUTSIDE_ROOTS', says: /source.*SOURCE_ROOTS/ }],
-  ['a sibling folder sharing the root as a name prefix', { payload: (s) => ({ source: `${s}-evil/data` }), status: 400, code: 'SOURCE_OUTSIDE_ROOTS', says: /source.*SOURCE_ROOTS/ }],
-  ['a ".." escape from the root', { payload: (s) => ({ source: `${s}/../etc` }), status: 400, code: 'INVALID_SOURCE', says: /source.*\.\./ }],
-  ['an absolute destination', { payload: (s) => ({ source: `${s}/data`, destination: '/etc/cron.d' }), status: 400, code: 'INVALID_DESTINATION', says: /destination.*relative/ }],
-  ['a destination with ".."', { payload: (s) => ({ source: `${s}/data`, destination: 'nightly/../../etc' }), status: 400, code: 'INVALID_DESTINATION', says: /destination.*\.\./ }],
-  ['a destination that is ".."', { payload: (s) => ({ source: `${s}/data`, destination: '..' }), status: 400, code: 'INVALID_DESTINATION', says: /destination.*\.\./ }],
-  ['a destination with a space', { payload: (s) => ({ source: `${s}/data`, destination: 'night ly' }), status: 400, code: 'INVALID_DESTINATION', says: /destination.*letters/ }],
-  ['a destination with "*"', { payload: (s) => ({ source: `${s}/data`, destination: 'nightly*' }), status: 400, code: 'INVALID_DESTINATION', says: /destination.*letters/ }],
-  ['a destination with unicode', { payload: (s) => ({ source: `${s}/data`, destination: 'café' }), status: 400, code: 'INVALID_DESTINATION', says: /destination.*letters/ }],
-  ['an empty destination', { payload: (s) => ({ source: `${s}/data`, destination: '' }), status: 400, code: 'VALIDATION_FAILED', says: /destination/ }],
-  ['a destination with a trailing slash', { payload: (s) => ({ source: `${s}/data`, destination: 'nightly/' }), status: 400, code: 'INVALID_DESTINATION', says: /destination.*empty segments/ }],
-  ['a destination with a double slash', { payload: (s) => ({ source: `${s}/data`, destination: 'nightly//db' }), status: 400, code: 'INVALID_DESTINATION', says: /destination.*empty segments/ }],
-  ['a numeric destination', { payload: (s) => ({ source: `${s}/data`, destination: 7 }), status: 400, code: 'VALIDATION_FAILED', says: /destination.*string/ }],
-  ['an unknown extra property', { payload: (s) => ({ source: `${s}/data`, priority: 1 }), status: 400, code: 'VALIDATION_FAILED', says: /additional properties/ }],
-  ['an empty Idempotency-Key header', { payload: (s) => ({ source: `${s}/data` }), headers: { 'idempotency-key': '' }, status: 400, code: 'VALIDATION_FAILED', says: /idempotency-key/ }],
-  ['a body over 1 MiB', { payload: (s) => ({ source: `${s}/data`, destination: 'x'.repeat(BODY_LIMIT_BYTES) }), status: 413, code: 'BODY_TOO_LARGE', says: /too large/i, unparsed: true }],
-  ['a text/plain body', { payload: (s) => JSON.stringify({ source: `${s}/data` }), contentType: 'text/plain', status: 415, code: 'UNSUPPORTED_MEDIA_TYPE', says: /media type/i }],
+  [
+    'a source longer than PATH_MAX',
+    {
+      payload: (s) => ({ source: `${s}/${'x'.repeat(4096)}` }),
+      status: 400,
+      code: 'VALIDATION_FAILED',
+      says: /source/,
+    },
+  ],
+  [
+    'a relative source',
+    { payload: () => ({ source: 'sources/data' }), status: 400, code: 'INVALID_SOURCE', says: /source.*absolute/ },
+  ],
+  [
+    'a source with a NUL byte',
+    { payload: (s) => ({ source: `${s}/da\u0000ta` }), status: 400, code: 'INVALID_SOURCE', says: /source.*NUL/ },
+  ],
+  [
+    'a source outside SOURCE_ROOTS',
+    { payload: () => ({ source: '/etc' }), status: 400, code: 'SOURCE_OUTSIDE_ROOTS', says: /source.*SOURCE_ROOTS/ },
+  ],
+  [
+    'a sibling folder sharing the root as a name prefix',
+    {
+      payload: (s) => ({ source: `${s}-evil/data` }),
+      status: 400,
+      code: 'SOURCE_OUTSIDE_ROOTS',
+      says: /source.*SOURCE_ROOTS/,
+    },
+  ],
+  [
+    'a ".." escape from the root',
+    { payload: (s) => ({ source: `${s}/../etc` }), status: 400, code: 'INVALID_SOURCE', says: /source.*\.\./ },
+  ],
+  [
+    'an absolute destination',
+    {
+      payload: (s) => ({ source: `${s}/data`, destination: '/etc/cron.d' }),
+      status: 400,
+      code: 'INVALID_DESTINATION',
+      says: /destination.*relative/,
+    },
+  ],
+  [
+    'a destination with ".."',
+    {
+      payload: (s) => ({ source: `${s}/data`, destination: 'nightly/../../etc' }),
+      status: 400,
+      code: 'INVALID_DESTINATION',
+      says: /destination.*\.\./,
+    },
+  ],
+  [
+    'a destination that is ".."',
+    {
+      payload: (s) => ({ source: `${s}/data`, destination: '..' }),
+      status: 400,
+      code: 'INVALID_DESTINATION',
+      says: /destination.*\.\./,
+    },
+  ],
+  [
+    'a destination with a space',
+    {
+      payload: (s) => ({ source: `${s}/data`, destination: 'night ly' }),
+      status: 400,
+      code: 'INVALID_DESTINATION',
+      says: /destination.*letters/,
+    },
+  ],
+  [
+    'a destination with "*"',
+    {
+      payload: (s) => ({ source: `${s}/data`, destination: 'nightly*' }),
+      status: 400,
+      code: 'INVALID_DESTINATION',
+      says: /destination.*letters/,
+    },
+  ],
+  [
+    'a destination with unicode',
+    {
+      payload: (s) => ({ source: `${s}/data`, destination: 'café' }),
+      status: 400,
+      code: 'INVALID_DESTINATION',
+      says: /destination.*letters/,
+    },
+  ],
+  [
+    'an empty destination',
+    {
+      payload: (s) => ({ source: `${s}/data`, destination: '' }),
+      status: 400,
+      code: 'VALIDATION_FAILED',
+      says: /destination/,
+    },
+  ],
+  [
+    'a destination with a trailing slash',
+    {
+      payload: (s) => ({ source: `${s}/data`, destination: 'nightly/' }),
+      status: 400,
+      code: 'INVALID_DESTINATION',
+      says: /destination.*empty segments/,
+    },
+  ],
+  [
+    'a destination with a double slash',
+    {
+      payload: (s) => ({ source: `${s}/data`, destination: 'nightly//db' }),
+      status: 400,
+      code: 'INVALID_DESTINATION',
+      says: /destination.*empty segments/,
+    },
+  ],
+  [
+    'a numeric destination',
+    {
+      payload: (s) => ({ source: `${s}/data`, destination: 7 }),
+      status: 400,
+      code: 'VALIDATION_FAILED',
+      says: /destination.*string/,
+    },
+  ],
+  [
+    'an unknown extra property',
+    {
+      payload: (s) => ({ source: `${s}/data`, priority: 1 }),
+      status: 400,
+      code: 'VALIDATION_FAILED',
+      says: /additional properties/,
+    },
+  ],
+  [
+    'an empty Idempotency-Key header',
+    {
+      payload: (s) => ({ source: `${s}/data` }),
+      headers: { 'idempotency-key': '' },
+      status: 400,
+      code: 'VALIDATION_FAILED',
+      says: /idempotency-key/,
+    },
+  ],
+  [
+    'a body over 1 MiB',
+    {
+      payload: (s) => ({ source: `${s}/data`, destination: 'x'.repeat(BODY_LIMIT_BYTES) }),
+      status: 413,
+      code: 'BODY_TOO_LARGE',
+      says: /too large/i,
+      unparsed: true,
+    },
+  ],
+  [
+    'a text/plain body',
+    {
+      payload: (s) => JSON.stringify({ source: `${s}/data` }),
+      contentType: 'text/plain',
+      status: 415,
+      code: 'UNSUPPORTED_MEDIA_TYPE',
+      says: /media type/i,
+    },
+  ],
 ];
 
 describe('POST /backup refuses bad input, queues nothing and logs one rejected row', () => {
@@ -156,7 +334,7 @@ describe('POST /backup refuses bad input, queues nothing and logs one rejected r
     expect(await api.app.backupQueue.getJobCounts()).toEqual(countsBefore);
     const requested = !unparsed && typeof body === 'object' ? (body as { source?: unknown } | null)?.source : undefined;
     expect(await logRows(api.db, 'id > ?', [lastIdBefore])).toEqual([
-      expect.objectContaining({
+      containing<StoredLogRow>({
         status: 'rejected',
         job_id: null,
         code,
@@ -213,7 +391,7 @@ describe('POST /backup with an Idempotency-Key', () => {
     expect(error.message).toContain('reused-key');
     expect(await api.app.backupQueue.getJobCounts()).toEqual(countsBefore);
     expect(await logRows(api.db, 'id > ?', [lastIdBefore])).toEqual([
-      expect.objectContaining({ status: 'rejected', job_id: null, code: 'IDEMPOTENCY_KEY_REUSED' }),
+      containing<StoredLogRow>({ status: 'rejected', job_id: null, code: 'IDEMPOTENCY_KEY_REUSED' }),
     ]);
   });
 

@@ -1,7 +1,9 @@
 import { STATUS_CODES } from 'node:http';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { createConnection, type Connection, type RowDataPacket } from 'mysql2/promise';
 import { expect } from 'vitest';
+import { loadConfig, type CofferConfig } from '@coffer/shared';
 import { buildApp } from '../src/app.js';
 import { createTestEnvironment, type TestEnvironment } from '../../test/helpers/environment.js';
 
@@ -34,6 +36,24 @@ export async function startApi(): Promise<ApiHarness> {
   }
 }
 
+/** The environment's configuration with some variables changed, read as the process would read it. */
+export function configWith(env: TestEnvironment, overrides: Record<string, string>): CofferConfig {
+  const { config, sources, backups } = env;
+  return loadConfig({
+    REDIS_URL: config.redisUrl,
+    QUEUE_PREFIX: config.queuePrefix,
+    MYSQL_HOST: config.mysql.host,
+    MYSQL_PORT: String(config.mysql.port),
+    MYSQL_USER: config.mysql.user,
+    MYSQL_PASSWORD: config.mysql.password,
+    MYSQL_DATABASE: config.mysql.database,
+    SOURCE_ROOTS: sources,
+    BACKUP_ROOT: backups,
+    LOG_LEVEL: 'silent',
+    ...overrides,
+  });
+}
+
 /** A log row as stored (snake_case columns), read straight from MySQL. */
 export interface StoredLogRow {
   id: number;
@@ -46,7 +66,11 @@ export interface StoredLogRow {
   message: string | null;
 }
 
-export async function logRows(db: Connection, where = '1 = 1', params: (string | number)[] = []): Promise<StoredLogRow[]> {
+export async function logRows(
+  db: Connection,
+  where = '1 = 1',
+  params: (string | number)[] = [],
+): Promise<StoredLogRow[]> {
   const [rows] = await db.query<RowDataPacket[]>(
     `SELECT id, status, job_id, parameter, destination, attempt, code, message FROM log WHERE ${where} ORDER BY id`,
     params,
@@ -70,13 +94,16 @@ export interface ErrorBody {
 export function expectError(res: LightMyRequestResponse, statusCode: number, code: string): ErrorBody {
   expect(res.statusCode, res.body).toBe(statusCode);
   const body = res.json<ErrorBody>();
-  expect(body).toEqual({ statusCode, error: STATUS_CODES[statusCode], message: expect.any(String), code });
+  expect(body).toEqual({ statusCode, error: STATUS_CODES[statusCode], message: anyString(), code });
   expect(body.message.length).toBeGreaterThan(0);
   return body;
 }
 
 /** Queues a backup through the API and returns the job id. */
-export async function queueBackup(app: FastifyInstance, body: { source: string; destination?: string }): Promise<string> {
+export async function queueBackup(
+  app: FastifyInstance,
+  body: { source: string; destination?: string },
+): Promise<string> {
   const res = await app.inject({ method: 'POST', url: '/backup', payload: body });
   expect(res.statusCode, res.body).toBe(202);
   return res.json<{ id: string }>().id;
@@ -141,9 +168,12 @@ export async function allPages<T>(app: FastifyInstance, url: string): Promise<Pa
   const pages: PageBody<T>[] = [];
   let cursor: number | null = null;
   do {
-    const res = await app.inject({ method: 'GET', url: cursor === null ? url : `${url}&cursor=${cursor}` });
+    const res: LightMyRequestResponse = await app.inject({
+      method: 'GET',
+      url: cursor === null ? url : `${url}&cursor=${cursor}`,
+    });
     expect(res.statusCode, res.body).toBe(200);
-    const page = res.json<PageBody<T>>();
+    const page: PageBody<T> = res.json<PageBody<T>>();
     pages.push(page);
     cursor = page.nextCursor;
     if (pages.length > 1000) throw new Error('paging does not end');
@@ -151,5 +181,78 @@ export async function allPages<T>(app: FastifyInstance, url: string): Promise<Pa
   return pages;
 }
 
+/** Every item of a listing, following the cursor through all its pages. */
+export async function collect<T>(app: FastifyInstance, url: string): Promise<T[]> {
+  return (await allPages<T>(app, url)).flatMap((page) => page.items);
+}
+
+// Vitest types asymmetric matchers as `any`; these say what they stand for.
+export const anyString = (): string => expect.any(String) as string;
+export const anyNumber = (): number => expect.any(Number) as number;
+export const matching = (pattern: RegExp): string => expect.stringMatching(pattern) as string;
+export const containing = <T extends object>(partial: Partial<T>): T => expect.objectContaining<object>(partial) as T;
+
 /** ISO-8601 as Date#toISOString writes it. */
 export const ISO_DATE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/** A TCP relay to a real server that a test can take down and bring back, to simulate an outage. */
+export interface Outage {
+  /** `url` with the relay's port in place of the real server's. */
+  url: string;
+  port: number;
+  /** Starts relaying (again). */
+  restore(): Promise<void>;
+  /** Closes the relay and cuts every open connection. */
+  cut(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+/** A relay to the server at `url` (e.g. redis://host:port); created cut, call restore() to open it. */
+export async function createOutage(url: string): Promise<Outage> {
+  const target = new URL(url);
+  const port = await freePort();
+  const relayed = new URL(url);
+  relayed.hostname = '127.0.0.1';
+  relayed.port = String(port);
+  const sockets = new Set<Socket>();
+  let server: Server | undefined;
+  return {
+    url: relayed.toString(),
+    port,
+    async restore() {
+      if (server) return;
+      const relay = createServer((client) => {
+        const upstream = connect(Number(target.port), target.hostname);
+        const pair = [client, upstream];
+        for (const socket of pair) {
+          sockets.add(socket);
+          socket.on('error', () => pair.forEach((s) => s.destroy()));
+          socket.on('close', () => {
+            pair.forEach((s) => s.destroy());
+            sockets.delete(socket);
+          });
+        }
+        client.pipe(upstream).pipe(client);
+      });
+      await new Promise<void>((resolve, reject) => {
+        relay.once('error', reject);
+        relay.listen(port, '127.0.0.1', resolve);
+      });
+      server = relay;
+    },
+    async cut() {
+      const relay = server;
+      server = undefined;
+      for (const socket of sockets) socket.destroy();
+      if (relay) await new Promise<void>((resolve) => relay.close(() => resolve()));
+    },
+  };
+}

@@ -1,7 +1,12 @@
-import { isTerminal, type BackupQueue, type LogRepository } from '@coffer/shared';
+import { type BackupQueue, type LogRepository } from '@coffer/shared';
+import { QueueUnavailable } from '../errors.js';
 import { viewFromLog, viewFromQueueJob, type JobView } from './job-view.js';
 
-/** Finds job views: from Redis while it holds the job, else from the log. */
+/**
+ * Finds job views: from Redis while it holds the job (live state, progress, the
+ * full result), else from the log. While Redis is away, the log still answers; only a job the
+ * log cannot describe is a 503.
+ */
 export function createJobLookup(queue: BackupQueue, logStore: LogRepository) {
   async function fromQueue(id: string): Promise<JobView | null> {
     const job = await queue.getJob(id);
@@ -9,21 +14,24 @@ export function createJobLookup(queue: BackupQueue, logStore: LogRepository) {
     return viewFromQueueJob(job, await job.getState());
   }
 
+  async function live(id: string, fromLog: JobView | null): Promise<JobView | null> {
+    try {
+      return (await fromQueue(id)) ?? fromLog;
+    } catch (err) {
+      if (fromLog) return fromLog;
+      throw new QueueUnavailable({ cause: err });
+    }
+  }
+
   return {
     async get(id: string): Promise<JobView | null> {
-      return (await fromQueue(id)) ?? viewFromLog(await logStore.history(id));
+      return live(id, viewFromLog(await logStore.history(id)));
     },
 
-    /** Views for a page of ids; jobs still running get their live state from Redis. */
+    /** Views for a page of ids, in the given order. */
     async many(ids: readonly string[]): Promise<JobView[]> {
       const histories = await logStore.histories(ids);
-      const views = await Promise.all(
-        ids.map(async (id) => {
-          const fromLog = viewFromLog(histories.get(id) ?? []);
-          if (fromLog && isTerminal(fromLog.status)) return fromLog;
-          return (await fromQueue(id)) ?? fromLog;
-        }),
-      );
+      const views = await Promise.all(ids.map((id) => live(id, viewFromLog(histories.get(id) ?? []))));
       return views.filter((view): view is JobView => view !== null);
     },
   };

@@ -20,7 +20,7 @@ export interface JobView {
   attempts: number;
   progress: BackupProgress;
   result?: BackupResult | Pick<BackupResult, 'path' | 'files' | 'bytes' | 'durationMs'>;
-  error?: Failure;
+  error?: Failure | { code: string; message: string };
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
@@ -100,7 +100,7 @@ export function viewFromLog(rows: readonly LogRow[]): JobView | null {
     view.progress = finalProgress(result);
   }
   if (status === 'failed' || status === 'cancelled') {
-    view.error = decodeFailure(last.code ? `${last.code}: ${last.message ?? ''}` : last.message);
+    view.error = last.code ? { code: last.code, message: last.message ?? '' } : decodeFailure(last.message);
   }
   return view;
 }

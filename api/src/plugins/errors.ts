@@ -2,14 +2,25 @@ import { STATUS_CODES } from 'node:http';
 import fp from 'fastify-plugin';
 import type { FastifyError, FastifyRequest } from 'fastify';
 import type { CofferConfig } from '@coffer/shared';
-import { FRAMEWORK_CODES } from '../errors.js';
+import { FRAMEWORK_CODES, LogUnavailable, QueueUnavailable } from '../errors.js';
+
+function validationMessage(error: FastifyError): string {
+  // Ajv says "must NOT have additional properties" without naming the property.
+  const extra = error.validation?.find((issue) => issue.keyword === 'additionalProperties');
+  const name = (extra?.params as { additionalProperty?: string } | undefined)?.additionalProperty;
+  return name ? `${error.message}: "${name}"` : error.message;
+}
 
 function describe(error: FastifyError): { statusCode: number; code: string; message: string } {
   const statusCode = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
-  if (statusCode >= 500 && !error.code?.match(/^[A-Z_]+$/)) {
-    return { statusCode, code: 'INTERNAL_ERROR', message: 'Internal Server Error' };
+  // Only our own 5xx errors say what happened; anything else may leak internals.
+  if (statusCode >= 500 && !(error instanceof QueueUnavailable || error instanceof LogUnavailable)) {
+    return { statusCode: 500, code: 'INTERNAL_ERROR', message: 'Internal Server Error' };
   }
-  if (error.validation) return { statusCode, code: 'VALIDATION_FAILED', message: error.message };
+  if (error.validation) return { statusCode, code: 'VALIDATION_FAILED', message: validationMessage(error) };
+  if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return { statusCode, code: 'UNSUPPORTED_MEDIA_TYPE', message: 'Unsupported Media Type: send application/json' };
+  }
   const code = (error.code && FRAMEWORK_CODES[error.code]) ?? error.code ?? 'ERROR';
   return { statusCode, code, message: error.message };
 }
@@ -28,7 +39,7 @@ export default fp<{ config: CofferConfig }>(
   async (app, { config }) => {
     app.setErrorHandler(async (error: FastifyError, request, reply) => {
       const { statusCode, code, message } = describe(error);
-      if (statusCode >= 500) request.log.error({ err: error }, 'request failed');
+      if (statusCode >= 500) request.log.error({ err: error, cause: error.cause }, 'request failed');
       if (statusCode < 500 && request.method === 'POST' && request.routeOptions.url === '/backup') {
         await app.logStore
           .append({

@@ -3,6 +3,9 @@ import { QueueEvents } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { QUEUE_NAME, createRedis, decodeFailure, type CofferConfig } from '@coffer/shared';
 
+const QUEUE_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed'] as const;
+const CLOSE_TIMEOUT_MS = 1000;
+
 /**
  * Prometheus metrics on GET /metrics: HTTP latency, queue depth by state (read
  * at scrape time), and jobs finished and bytes copied, counted from the
@@ -26,15 +29,14 @@ export default fp<{ config: CofferConfig }>(
       labelNames: ['state'],
       registers: [registry],
       async collect() {
-        const counts = await app.backupQueue.getJobCounts(
-          'waiting',
-          'active',
-          'delayed',
-          'prioritized',
-          'completed',
-          'failed',
-        );
-        for (const [state, count] of Object.entries(counts)) this.set({ state }, count);
+        // Without Redis the other metrics still matter; this one is left out of the scrape.
+        this.reset();
+        try {
+          const counts = await app.backupQueue.getJobCounts(...QUEUE_STATES);
+          for (const [state, count] of Object.entries(counts)) this.set({ state }, count);
+        } catch (err) {
+          app.log.warn({ err: (err as Error).message }, 'cannot read queue depth for metrics');
+        }
       },
     });
     const finished = new Counter({
@@ -50,10 +52,9 @@ export default fp<{ config: CofferConfig }>(
     });
 
     // QueueEvents blocks on a stream read, so it needs a connection of its own.
-    const events = new QueueEvents(QUEUE_NAME, {
-      connection: createRedis(config.redisUrl, 'worker'),
-      prefix: config.queuePrefix,
-    });
+    const eventsConnection = createRedis(config.redisUrl, 'worker');
+    eventsConnection.on('error', (err) => app.log.debug({ err: err.message }, 'queue events connection error'));
+    const events = new QueueEvents(QUEUE_NAME, { connection: eventsConnection, prefix: config.queuePrefix });
     events.on('error', (err) => app.log.warn({ err: err.message }, 'queue events error'));
     events.on('completed', ({ returnvalue }) => {
       finished.inc({ status: 'completed' });
@@ -79,9 +80,14 @@ export default fp<{ config: CofferConfig }>(
     );
 
     app.addHook('onClose', async () => {
-      const connection = await events.client;
-      await events.close();
-      connection.disconnect();
+      // close() never settles if the connection never became ready (Redis down since start).
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);
+      });
+      await Promise.race([events.close().catch(() => undefined), timeout]);
+      clearTimeout(timer);
+      eventsConnection.disconnect();
     });
   },
   { name: 'metrics', dependencies: ['queue'] },

@@ -14,7 +14,6 @@ import {
 import {
   DestinationInvalid,
   IdempotencyKeyReused,
-  LogUnavailable,
   QueueUnavailable,
   SourceInvalid,
   SourceOutsideRoots,
@@ -110,7 +109,7 @@ const backupRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, {
           );
           stored = claimed === 'OK' ? null : await app.redis.get(idempotencyKey(key));
         } catch (err) {
-          throw new QueueUnavailable(message(err));
+          throw new QueueUnavailable({ cause: err });
         }
         if (stored !== null) {
           const [storedFingerprint, storedId] = stored.split(' ');
@@ -140,7 +139,7 @@ const backupRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, {
         await app.logStore.append({ ...entry, status: 'queued' });
       } catch (err) {
         await forget();
-        throw new LogUnavailable(message(err));
+        throw err;
       }
       try {
         await app.backupQueue.add(BACKUP_JOB_NAME, { source, destination }, { jobId: id });
@@ -152,7 +151,7 @@ const backupRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, {
           .catch((logErr: unknown) =>
             request.log.error({ err: logErr, jobId: id }, 'cannot close the history of an unqueued job'),
           );
-        throw new QueueUnavailable(message(err));
+        throw new QueueUnavailable({ cause: err });
       }
       request.log.info({ jobId: id, destination }, 'backup queued');
       return reply.code(202).header('location', `/jobs/${id}`).send({ id, status: 'queued' });

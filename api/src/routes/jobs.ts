@@ -42,7 +42,7 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: { status: { type: 'string', enum: JOB_STATUSES }, ...cursorQuery },
+          properties: { status: { type: 'string', enum: JOB_STATUSES }, ...cursorQuery(100, 20) },
         },
         response: {
           200: {
@@ -59,7 +59,7 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
     },
     async (request) => {
       const { status, cursor, limit } = request.query;
-      const page = await app.logStore.jobIds({ status, cursor, limit: Math.min(limit, 200) });
+      const page = await app.logStore.jobIds({ status, cursor, limit });
       return { items: await lookup.many(page.items.map((item) => item.jobId)), nextCursor: page.nextCursor };
     },
   );
@@ -82,31 +82,36 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
       if (!view) throw new JobNotFound(id);
       if (isTerminal(view.status)) throw new JobFinished(id, view.status);
 
-      const job = await app.backupQueue.getJob(id);
-      if (job && QUEUED_STATES.has(await job.getState())) {
-        // remove() refuses a job a worker has just locked; that one is cancelled as running.
-        const removed = await job.remove().then(
-          () => true,
-          () => false,
-        );
-        if (removed) {
-          const cancelled = await recordCancelled(view);
-          request.log.info({ jobId: id }, 'queued job cancelled');
-          return reply.code(200).send(cancelled);
-        }
-      } else if (!job) {
-        // Redis lost a job the log still shows as pending: nothing can run it any more.
-        return reply.code(200).send(await recordCancelled(view));
-      }
+      let outcome: 'removed' | 'lost' | 'signalled';
       try {
-        await requestCancel(app.redis, config.queuePrefix, id);
+        outcome = await cancelInQueue(id);
       } catch (err) {
-        throw new QueueUnavailable(err instanceof Error ? err.message : String(err));
+        throw new QueueUnavailable({ cause: err });
       }
-      request.log.info({ jobId: id }, 'cancel requested for running job');
-      return reply.code(202).send(view);
+      if (outcome === 'signalled') {
+        request.log.info({ jobId: id }, 'cancel requested for running job');
+        return reply.code(202).send(view);
+      }
+      // A queued job removed now, or one Redis lost while the log shows it pending: nothing can run it any more.
+      request.log.info({ jobId: id, outcome }, 'job cancelled');
+      return reply.code(200).send(await recordCancelled(view));
     },
   );
+
+  async function cancelInQueue(id: string): Promise<'removed' | 'lost' | 'signalled'> {
+    const job = await app.backupQueue.getJob(id);
+    if (!job) return 'lost';
+    if (QUEUED_STATES.has(await job.getState())) {
+      // remove() refuses a job a worker has just locked; that one is cancelled as running.
+      const removed = await job.remove().then(
+        () => true,
+        () => false,
+      );
+      if (removed) return 'removed';
+    }
+    await requestCancel(app.redis, config.queuePrefix, id);
+    return 'signalled';
+  }
 
   async function recordCancelled(view: JobView): Promise<JobView> {
     const message = 'cancelled before it ran';

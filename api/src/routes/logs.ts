@@ -26,7 +26,7 @@ const logRoutes: FastifyPluginAsync = async (app) => {
             status: { type: 'string', enum: [...JOB_STATUSES, 'rejected'] },
             since: { type: 'string', format: 'date-time', description: 'Rows at or after this instant' },
             until: { type: 'string', format: 'date-time', description: 'Rows before this instant' },
-            ...cursorQuery,
+            ...cursorQuery(1000, 100),
           },
         },
         response: {

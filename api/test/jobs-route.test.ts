@@ -1,0 +1,246 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  allPages,
+  collect,
+  anyNumber,
+  expectError,
+  finishThroughLog,
+  ISO_DATE,
+  logRows,
+  matching,
+  queueBackup,
+  startApi,
+  type ApiHarness,
+  type JobViewBody,
+  type PageBody,
+} from './helpers.js';
+
+let api: ApiHarness;
+let folder: string;
+
+beforeAll(async () => {
+  api = await startApi();
+  folder = join(api.env.sources, 'data');
+  await mkdir(folder);
+});
+
+afterAll(async () => {
+  await api?.close();
+});
+
+async function getJob(id: string) {
+  return api.app.inject({ method: 'GET', url: `/jobs/${id}` });
+}
+
+async function deleteJob(id: string) {
+  return api.app.inject({ method: 'DELETE', url: `/jobs/${id}` });
+}
+
+const completed = {
+  status: 'completed',
+  snapshot: '/backups/data/20240601T000000Z-x',
+  files: 3,
+  bytes: 1234,
+  durationMs: 56,
+} as const;
+
+describe('GET /jobs/:id', () => {
+  it('shows a queued job with the contract view: no attempts, no progress, not started', async () => {
+    const before = Date.now();
+    const id = await queueBackup(api.app, { source: folder, destination: 'nightly/db-1' });
+
+    const res = await getJob(id);
+
+    expect(res.statusCode, res.body).toBe(200);
+    const view = res.json<JobViewBody>();
+    expect(view).toEqual({
+      id,
+      status: 'queued',
+      source: folder,
+      destination: 'nightly/db-1',
+      attempts: 0,
+      progress: { files: 0, filesTotal: 0, bytes: 0, bytesTotal: 0 },
+      createdAt: matching(ISO_DATE),
+      startedAt: null,
+      finishedAt: null,
+    });
+    const created = Date.parse(view.createdAt);
+    expect(created).toBeGreaterThanOrEqual(before - 1000);
+    expect(created).toBeLessThanOrEqual(Date.now() + 1000);
+  });
+
+  it('answers 404 JOB_NOT_FOUND for an id nobody queued', async () => {
+    const error = expectError(await getJob('0b5e3c8e-0000-4000-8000-000000000000'), 404, 'JOB_NOT_FOUND');
+    expect(error.message).toContain('0b5e3c8e-0000-4000-8000-000000000000');
+  });
+
+  it.each([
+    ['an encoded ".." id', 'a%2e%2e'],
+    ['an id with a dot', 'abc.def'],
+    ['an id over 64 characters', 'a'.repeat(70)],
+  ])('answers 400 for %s', async (_case, id) => {
+    expectError(await getJob(id), 400, 'VALIDATION_FAILED');
+  });
+
+  it('rebuilds a completed job from the log once Redis has dropped it', async () => {
+    const id = await queueBackup(api.app, { source: folder });
+    await finishThroughLog(api.app, id, completed);
+    expect(await api.app.backupQueue.getJob(id)).toBeUndefined();
+
+    const res = await getJob(id);
+
+    expect(res.statusCode, res.body).toBe(200);
+    const view = res.json<JobViewBody>();
+    expect(view).toEqual({
+      id,
+      status: 'completed',
+      source: folder,
+      destination: 'data',
+      attempts: 1,
+      progress: { files: 3, filesTotal: 3, bytes: 1234, bytesTotal: 1234 },
+      result: { path: completed.snapshot, files: 3, bytes: 1234, durationMs: 56 },
+      createdAt: matching(ISO_DATE),
+      startedAt: matching(ISO_DATE),
+      finishedAt: matching(ISO_DATE),
+    });
+    expect(view.startedAt && view.finishedAt && view.startedAt <= view.finishedAt).toBe(true);
+    expect(view.createdAt <= (view.startedAt ?? '')).toBe(true);
+  });
+
+  it('rebuilds a failed job from the log with its error code and message', async () => {
+    const id = await queueBackup(api.app, { source: folder });
+    await finishThroughLog(api.app, id, {
+      status: 'failed',
+      code: 'SOURCE_NOT_FOUND',
+      message: `source ${folder} does not exist`,
+    });
+
+    const res = await getJob(id);
+
+    expect(res.statusCode, res.body).toBe(200);
+    const view = res.json<JobViewBody>();
+    expect(view).toMatchObject({
+      id,
+      status: 'failed',
+      attempts: 1,
+      error: { code: 'SOURCE_NOT_FOUND', message: `source ${folder} does not exist` },
+      startedAt: matching(ISO_DATE),
+      finishedAt: matching(ISO_DATE),
+    });
+    expect(view.result).toBeUndefined();
+  });
+});
+
+describe('GET /jobs', () => {
+  it('lists jobs newest first and pages through every job exactly once', async () => {
+    const created: string[] = [];
+    for (let i = 0; i < 5; i += 1)
+      created.push(await queueBackup(api.app, { source: folder, destination: `page-${i}` }));
+    const everyJob = (await logRows(api.db, "status = 'queued'")).map((row) => row.job_id).reverse();
+
+    const pages = await allPages<JobViewBody>(api.app, '/jobs?limit=2');
+
+    const listed = pages.flatMap((page) => page.items.map((item) => item.id));
+    expect(listed).toEqual(everyJob);
+    expect(listed.slice(0, 5)).toEqual([...created].reverse());
+    expect(pages.every((page) => page.items.length <= 2)).toBe(true);
+    expect(pages.at(-1)?.nextCursor).toBeNull();
+    expect(pages.slice(0, -1).every((page) => page.items.length === 2 && page.nextCursor !== null)).toBe(true);
+  });
+
+  it('answers a full job view for each item', async () => {
+    const id = await queueBackup(api.app, { source: folder, destination: 'viewed' });
+
+    const res = await api.app.inject({ method: 'GET', url: '/jobs?limit=1' });
+
+    expect(res.statusCode, res.body).toBe(200);
+    const page = res.json<PageBody<JobViewBody>>();
+    expect(page.items).toEqual([(await getJob(id)).json()]);
+    expect(page.nextCursor).toEqual(anyNumber());
+  });
+
+  it('filters by status', async () => {
+    const done = await queueBackup(api.app, { source: folder, destination: 'done' });
+    const waiting = await queueBackup(api.app, { source: folder, destination: 'waiting' });
+    await finishThroughLog(api.app, done, completed);
+
+    const completedJobs = await collect<JobViewBody>(api.app, '/jobs?status=completed&limit=50');
+    const queuedJobs = await collect<JobViewBody>(api.app, '/jobs?status=queued&limit=50');
+
+    expect(completedJobs.map((item) => item.id)).toContain(done);
+    expect(completedJobs.map((item) => item.id)).not.toContain(waiting);
+    expect(completedJobs.every((item) => item.status === 'completed')).toBe(true);
+    expect(queuedJobs.map((item) => item.id)).toContain(waiting);
+    expect(queuedJobs.map((item) => item.id)).not.toContain(done);
+    expect(queuedJobs.every((item) => item.status === 'queued')).toBe(true);
+  });
+
+  it.each([
+    ['an unknown status', 'status=done'],
+    ['the log-only status rejected', 'status=rejected'],
+    ['limit 0', 'limit=0'],
+    ['limit 5000', 'limit=5000'],
+    ['a non-numeric limit', 'limit=ten'],
+    ['a non-numeric cursor', 'cursor=abc'],
+    ['an unknown parameter', 'sort=asc'],
+  ])('answers 400 for %s', async (_case, query) => {
+    expectError(await api.app.inject({ method: 'GET', url: `/jobs?${query}` }), 400, 'VALIDATION_FAILED');
+  });
+});
+
+describe('DELETE /jobs/:id', () => {
+  it('cancels a queued job: 200 cancelled, gone from Redis, one cancelled log row', async () => {
+    const id = await queueBackup(api.app, { source: folder });
+
+    const res = await deleteJob(id);
+
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json<JobViewBody>()).toMatchObject({
+      id,
+      status: 'cancelled',
+      source: folder,
+      finishedAt: matching(ISO_DATE),
+    });
+    expect(await api.app.backupQueue.getJob(id)).toBeUndefined();
+    expect((await logRows(api.db, 'job_id = ?', [id])).map((row) => row.status)).toEqual(['queued', 'cancelled']);
+
+    const after = await getJob(id);
+    expect(after.statusCode, after.body).toBe(200);
+    expect(after.json<JobViewBody>()).toMatchObject({
+      id,
+      status: 'cancelled',
+      error: { code: 'CANCELLED' },
+      finishedAt: matching(ISO_DATE),
+    });
+  });
+
+  it('answers 409 JOB_FINISHED when cancelling twice, without a second log row', async () => {
+    const id = await queueBackup(api.app, { source: folder });
+    expect((await deleteJob(id)).statusCode).toBe(200);
+
+    const error = expectError(await deleteJob(id), 409, 'JOB_FINISHED');
+
+    expect(error.message).toContain('cancelled');
+    expect((await logRows(api.db, 'job_id = ?', [id])).map((row) => row.status)).toEqual(['queued', 'cancelled']);
+  });
+
+  it('answers 409 JOB_FINISHED for a job that completed', async () => {
+    const id = await queueBackup(api.app, { source: folder });
+    await finishThroughLog(api.app, id, completed);
+
+    const error = expectError(await deleteJob(id), 409, 'JOB_FINISHED');
+
+    expect(error.message).toContain('completed');
+    expect((await getJob(id)).json<JobViewBody>().status).toBe('completed');
+  });
+
+  it('answers 404 JOB_NOT_FOUND for an unknown job', async () => {
+    expectError(await deleteJob('0b5e3c8e-0000-4000-8000-000000000001'), 404, 'JOB_NOT_FOUND');
+  });
+
+  it('answers 400 for a malformed id', async () => {
+    expectError(await deleteJob('a%2e%2e'), 400, 'VALIDATION_FAILED');
+  });
+});
