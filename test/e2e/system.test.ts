@@ -130,7 +130,11 @@ describe('Coffer end to end: one API, two workers, real Redis and MySQL', () => 
   it('shuts every process down cleanly on SIGTERM', async () => {
     for (const { child } of processes) child.kill('SIGTERM');
     const codes = await Promise.all(
-      processes.map(async ({ child }) => (child.exitCode !== null ? child.exitCode : (await once(child, 'exit'))[0])),
+      processes.map(async ({ child }): Promise<number | null> => {
+        if (child.exitCode !== null) return child.exitCode;
+        const [code] = (await once(child, 'exit')) as [number | null];
+        return code;
+      }),
     );
     expect(codes).toEqual([0, 0, 0]);
   });
