@@ -28,6 +28,10 @@ const schema = {
     COPY_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, default: 16 },
     JOB_ATTEMPTS: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
     JOB_BACKOFF_MS: { type: 'integer', minimum: 0, maximum: 3_600_000, default: 2000 },
+    JOB_LOCK_MS: { type: 'integer', minimum: 1000, maximum: 600_000, default: 30_000 },
+    JOB_STALLED_CHECK_MS: { type: 'integer', minimum: 500, maximum: 600_000, default: 15_000 },
+    JOB_MAX_STALLS: { type: 'integer', minimum: 1, maximum: 1000, default: 5 },
+    SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 0, maximum: 3_600_000, default: 20_000 },
     JOB_RETENTION_SECONDS: { type: 'integer', minimum: 0, default: 604_800 },
     JOB_RETENTION_COUNT: { type: 'integer', minimum: 0, default: 10_000 },
     API_ADMIN_TOKEN: { type: 'string', minLength: 16 },
@@ -65,6 +69,17 @@ export interface CofferConfig {
   jobAttempts: number;
   /** First retry delay; doubles each attempt. Default 2000 ms. */
   jobBackoffMs: number;
+  /**
+   * A worker's lock on a running job; renewed every half of it. A job whose worker
+   * died is noticed within `jobLockMs + jobStalledCheckMs`. Default 30 s.
+   */
+  jobLockMs: number;
+  /** How often workers look for jobs whose worker died. Default 15 s. */
+  jobStalledCheckMs: number;
+  /** Times a job may lose its worker before it fails for good. Default 5. */
+  jobMaxStalls: number;
+  /** On SIGTERM, running jobs get this long to finish before they are handed back to the queue. Default 20 s. */
+  shutdownTimeoutMs: number;
   /** Finished jobs stay in Redis this long (then their view comes from the log). Default 7 days. */
   jobRetentionSeconds: number;
   /** …and at most this many of them. Default 10,000. */
@@ -166,6 +181,10 @@ export function loadConfig(env: Env = process.env): CofferConfig {
     copyConcurrency: Number(parsed.COPY_CONCURRENCY),
     jobAttempts: Number(parsed.JOB_ATTEMPTS),
     jobBackoffMs: Number(parsed.JOB_BACKOFF_MS),
+    jobLockMs: Number(parsed.JOB_LOCK_MS),
+    jobStalledCheckMs: Number(parsed.JOB_STALLED_CHECK_MS),
+    jobMaxStalls: Number(parsed.JOB_MAX_STALLS),
+    shutdownTimeoutMs: Number(parsed.SHUTDOWN_TIMEOUT_MS),
     jobRetentionSeconds: Number(parsed.JOB_RETENTION_SECONDS),
     jobRetentionCount: Number(parsed.JOB_RETENTION_COUNT),
     apiAdminToken: typeof parsed.API_ADMIN_TOKEN === 'string' ? parsed.API_ADMIN_TOKEN : undefined,

@@ -9,6 +9,7 @@ export const FAILURE_CODES = [
   'DESTINATION_FULL',
   'DESTINATION_NOT_WRITABLE',
   'CANCELLED',
+  'WORKER_LOST',
   'INVALID_JOB',
   'COPY_FAILED',
 ] as const;

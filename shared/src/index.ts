@@ -8,3 +8,4 @@ export * from './path-policy.js';
 export * from './queue.js';
 export * from './redis.js';
 export * from './cancel.js';
+export * from './log-outbox.js';

@@ -1,4 +1,4 @@
-import { UnrecoverableError, type Job } from 'bullmq';
+import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import {
   JobFailure,
@@ -9,7 +9,7 @@ import {
   type CofferConfig,
   type Failure,
   type LogEntry,
-  type LogRepository,
+  type LogOutbox,
 } from '@coffer/shared';
 import { createSnapshot, measureTree } from './copy/index.js';
 import { resolveSource } from './source.js';
@@ -17,18 +17,24 @@ import { resolveSource } from './source.js';
 /** Progress is written to Redis at most this often per job. */
 const PROGRESS_INTERVAL_MS = 250;
 
+/** Abort reasons: a user's cancel ends the job; a shutdown hands it back to the queue. */
+export const CANCEL_REASON = 'cancelled by request';
+export const SHUTDOWN_REASON = 'worker shutting down';
+
 export type BackupJob = Job<BackupJobData, BackupResult>;
 
 export interface BackupHandlerDeps {
   config: Pick<CofferConfig, 'backupRoot' | 'sourceRoots' | 'copyConcurrency' | 'instanceName'>;
-  logStore: LogRepository;
+  outbox: Pick<LogOutbox, 'record' | 'finished'>;
   logger: Logger;
   /** Tells whether a cancel was requested before the job reached this worker. */
   isCancelRequested: (jobId: string) => Promise<boolean>;
 }
 
-function failureOf(err: unknown, signal: AbortSignal | undefined): Failure & { permanent: boolean } {
-  if (signal?.aborted) return { code: 'CANCELLED', message: 'cancelled by request', permanent: true };
+type Outcome = Failure & { permanent: boolean };
+
+function failureOf(err: unknown, signal: AbortSignal | undefined): Outcome {
+  if (signal?.aborted) return { code: 'CANCELLED', message: CANCEL_REASON, permanent: true };
   if (err instanceof JobFailure) return { code: err.code, message: err.message, permanent: err.permanent };
   const message = err instanceof Error ? err.message : String(err);
   return { code: 'COPY_FAILED', message, permanent: false };
@@ -57,11 +63,11 @@ function createProgressReporter(job: BackupJob, logger: Logger) {
 
 /**
  * The backup job processor: one attempt of one job, with its log rows.
- * Returns the result, or throws so BullMQ retries (plain Error) or fails the
- * job for good (UnrecoverableError).
+ * Returns the result, or throws so BullMQ retries (plain Error), fails the job
+ * for good (UnrecoverableError) or takes it back untouched (WaitingError).
  */
-export function createBackupHandler({ config, logStore, logger: parentLogger, isCancelRequested }: BackupHandlerDeps) {
-  return async function handleBackup(job: BackupJob, _token?: string, signal?: AbortSignal): Promise<BackupResult> {
+export function createBackupHandler({ config, outbox, logger: parentLogger, isCancelRequested }: BackupHandlerDeps) {
+  return async function handleBackup(job: BackupJob, token?: string, signal?: AbortSignal): Promise<BackupResult> {
     const jobId = job.id ?? '';
     const logger = parentLogger.child({ jobId });
     // attemptsStarted counts runs after a crash too, so each run gets its own `active` row.
@@ -74,11 +80,22 @@ export function createBackupHandler({ config, logStore, logger: parentLogger, is
       worker: config.instanceName,
       destination: job.data.destination,
     };
-    await logStore.append({ ...row, status: 'active' });
+
+    if (job.attemptsStarted > 1) {
+      // A run after a crash: an earlier run may have finished and recorded it before dying.
+      const earlier = await outbox.finished(jobId);
+      if (earlier?.status === 'completed') {
+        logger.info('job had already completed before its worker died; confirming');
+        return earlier.result as BackupResult;
+      }
+      if (earlier) throw new UnrecoverableError(encodeFailure(earlier.result as Failure));
+    }
+
+    await outbox.record([{ ...row, status: 'active' }]);
     logger.info({ attempt }, 'backup started');
 
     try {
-      if (await isCancelRequested(jobId)) throw new JobFailure('CANCELLED', 'cancelled by request', true);
+      if (await isCancelRequested(jobId)) throw new JobFailure('CANCELLED', CANCEL_REASON, true);
       const source = await resolveSource(job.data.source, config.sourceRoots);
       const progress = createProgressReporter(job, logger);
       // Totals are counted beside the copy rather than before it, so the copy starts at once.
@@ -98,18 +115,33 @@ export function createBackupHandler({ config, logStore, logger: parentLogger, is
       });
       const { path, files, bytes, durationMs, dirs, links, skipped } = snapshot;
       const result: BackupResult = { path, files, bytes, durationMs, dirs, links, skipped };
-      await logStore.append({ ...row, status: 'completed', snapshot: path, files, bytes, durationMs });
+      await outbox.record([{ ...row, status: 'completed', snapshot: path, files, bytes, durationMs }], result);
       logger.info({ files, bytes, durationMs, path }, 'backup completed');
       return result;
     } catch (err) {
+      if (signal?.aborted && signal.reason === SHUTDOWN_REASON) {
+        // Not the job's fault: give it back without using up an attempt; another worker takes it.
+        await outbox.record([
+          {
+            ...row,
+            status: 'retrying',
+            code: 'WORKER_STOPPED',
+            message: 'worker stopped; job handed back to the queue',
+          },
+        ]);
+        await job.moveToWait(token);
+        logger.info('job handed back to the queue');
+        throw new WaitingError();
+      }
       const failure = failureOf(err, signal);
       const attemptsAllowed = job.opts.attempts ?? 1;
       const willRetry = !failure.permanent && job.attemptsMade + 1 < attemptsAllowed;
       const status = willRetry ? 'retrying' : failure.code === 'CANCELLED' ? 'cancelled' : 'failed';
       logger.warn({ err, code: failure.code, status }, 'backup attempt failed');
-      await logStore
-        .append({ ...row, status, code: failure.code, message: failure.message })
-        .catch((logErr: unknown) => logger.error({ err: logErr }, 'cannot write the failure to the log'));
+      const { code, message } = failure;
+      await outbox
+        .record([{ ...row, status, code, message }], { code, message })
+        .catch((logErr: unknown) => logger.error({ err: logErr }, 'cannot record the failure'));
       const reason = encodeFailure(failure);
       throw failure.permanent ? new UnrecoverableError(reason) : new Error(reason);
     }

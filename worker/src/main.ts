@@ -2,8 +2,6 @@ import { migrate } from '@coffer/db';
 import { createLogger, loadConfigOrExit } from '@coffer/shared';
 import { startWorker } from './start-worker.js';
 
-const SHUTDOWN_TIMEOUT_MS = 30_000;
-
 const config = loadConfigOrExit();
 const logger = createLogger('coffer-worker', config.logLevel).child({ worker: config.instanceName });
 
@@ -19,7 +17,7 @@ logger.info({ concurrency: config.workerConcurrency, backupRoot: config.backupRo
 
 async function shutdown(signal: string): Promise<void> {
   logger.info({ signal }, 'shutting down: finishing running jobs');
-  await running.close(SHUTDOWN_TIMEOUT_MS);
+  await running.close();
   process.exit(0);
 }
 process.once('SIGTERM', () => void shutdown('SIGTERM'));

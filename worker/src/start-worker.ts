@@ -1,8 +1,10 @@
-import { Worker } from 'bullmq';
+import { QueueEvents, Worker } from 'bullmq';
 import type { Logger } from 'pino';
 import {
   QUEUE_NAME,
   cancelChannel,
+  createBackupQueue,
+  createLogOutbox,
   createLogRepository,
   createMysqlPool,
   createRedis,
@@ -11,59 +13,159 @@ import {
   type BackupResult,
   type CofferConfig,
 } from '@coffer/shared';
-import { createBackupHandler } from './backup-handler.js';
+import { CANCEL_REASON, SHUTDOWN_REASON, createBackupHandler } from './backup-handler.js';
+
+/** After this long without a ready connection while Redis answers others, the worker is rebuilt. */
+const WATCHDOG_INTERVAL_MS = 5000;
+const WATCHDOG_LIMIT = 6;
+/** Jobs handed back at shutdown must let go within this long. */
+const HANDBACK_TIMEOUT_MS = 5000;
+// BullMQ's message when a job lost its worker more often than allowed.
+const STALLED_TOO_OFTEN = 'stalled more than allowable limit';
 
 export interface RunningWorker {
-  worker: Worker<BackupJobData, BackupResult>;
-  /** Stops taking jobs, waits for running ones (bounded), closes every connection. */
+  /** The current BullMQ worker (the watchdog may replace it). */
+  readonly worker: Worker<BackupJobData, BackupResult>;
+  /** Stops taking jobs, lets running ones finish for `timeoutMs`, hands back the rest, closes everything. */
   close(timeoutMs?: number): Promise<void>;
 }
 
-/** Starts one BullMQ worker with its MySQL pool and the cancel listener. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const settled = promise.then(
+    () => true as const,
+    () => true as const,
+  );
+  const result = await Promise.race([settled, timeout]);
+  clearTimeout(timer);
+  return result;
+}
+
+/** Starts one BullMQ worker with its log outbox, cancel listener and watchdog. */
 export function startWorker(config: CofferConfig, logger: Logger): RunningWorker {
-  const pool = createMysqlPool(config.mysql, { connectionLimit: Math.max(2, config.workerConcurrency) });
-  const logStore = createLogRepository(pool);
+  const pool = createMysqlPool(config.mysql, { connectionLimit: 2 });
   const connection = createRedis(config.redisUrl, 'worker');
   const subscriber = createRedis(config.redisUrl, 'worker');
+  const eventsConnection = createRedis(config.redisUrl, 'worker');
+  for (const redis of [connection, subscriber, eventsConnection]) {
+    redis.on('error', (err) => logger.debug({ err: err.message }, 'redis connection error'));
+  }
+
+  const outbox = createLogOutbox({
+    redis: connection,
+    prefix: config.queuePrefix,
+    logStore: createLogRepository(pool),
+    logger,
+  });
+  outbox.start();
+  const queue = createBackupQueue(config, connection);
 
   const handler = createBackupHandler({
     config,
-    logStore,
+    outbox,
     logger,
     isCancelRequested: (jobId) => isCancelRequested(connection, config.queuePrefix, jobId),
   });
-  const worker = new Worker<BackupJobData, BackupResult>(QUEUE_NAME, handler, {
-    connection,
-    prefix: config.queuePrefix,
-    concurrency: config.workerConcurrency,
+
+  function createWorker(): Worker<BackupJobData, BackupResult> {
+    const created = new Worker<BackupJobData, BackupResult>(QUEUE_NAME, handler, {
+      connection,
+      prefix: config.queuePrefix,
+      concurrency: config.workerConcurrency,
+      lockDuration: config.jobLockMs,
+      stalledInterval: config.jobStalledCheckMs,
+      maxStalledCount: config.jobMaxStalls,
+    });
+    created.on('error', (err) => logger.error({ err }, 'worker error'));
+    created.on('stalled', (jobId) => logger.warn({ jobId }, 'job lost its worker; queued again'));
+    return created;
+  }
+  let worker = createWorker();
+
+  // A job that lost its worker too often is failed by BullMQ itself, with no
+  // processor left to log it: record its terminal row here (idempotent).
+  const events = new QueueEvents(QUEUE_NAME, { connection: eventsConnection, prefix: config.queuePrefix });
+  events.on('error', (err) => logger.debug({ err: err.message }, 'queue events error'));
+  events.on('failed', ({ jobId, failedReason }) => {
+    if (!failedReason.includes(STALLED_TOO_OFTEN)) return;
+    void (async () => {
+      const job = await queue.getJob(jobId);
+      if (!job) return;
+      const message = `the job lost its worker more than ${config.jobMaxStalls} times`;
+      await outbox.record(
+        [
+          {
+            action: 'backup',
+            parameter: job.data.source,
+            status: 'failed',
+            jobId,
+            attempt: Math.max(1, job.attemptsStarted),
+            worker: config.instanceName,
+            destination: job.data.destination,
+            code: 'WORKER_LOST',
+            message,
+          },
+        ],
+        { code: 'WORKER_LOST', message },
+      );
+    })().catch((err: unknown) => logger.error({ err, jobId }, 'cannot record a job failed by stalling'));
   });
-  worker.on('error', (err) => logger.error({ err }, 'worker error'));
-  worker.on('failed', (job, err) => logger.debug({ jobId: job?.id, err: err.message }, 'job failed'));
 
   // A cancel request is broadcast; the worker that holds the job aborts its signal.
   const channel = cancelChannel(config.queuePrefix);
-  subscriber.on('message', (from, jobId) => {
-    if (from === channel && worker.cancelJob(jobId, 'cancelled by request')) {
-      logger.info({ jobId }, 'cancelling running job');
-    }
+  subscriber.on('message', (from: string, jobId: string) => {
+    if (from === channel && worker.cancelJob(jobId, CANCEL_REASON)) logger.info({ jobId }, 'cancelling running job');
   });
   subscriber.subscribe(channel).catch((err: unknown) => logger.error({ err }, 'cannot subscribe to cancel requests'));
 
+  // ioredis reconnects by itself; this catches the rare worker that never does.
+  let unhealthyChecks = 0;
+  let rebuilding = false;
+  const watchdog = setInterval(() => {
+    if (rebuilding) return;
+    void (async () => {
+      const client = await worker.client;
+      const healthy = client.status === 'ready' && worker.isRunning();
+      if (healthy) {
+        unhealthyChecks = 0;
+        return;
+      }
+      const redisAnswers = await subscriber.ping().then(
+        () => true,
+        () => false,
+      );
+      unhealthyChecks = redisAnswers ? unhealthyChecks + 1 : 0;
+      if (unhealthyChecks < WATCHDOG_LIMIT) return;
+      rebuilding = true;
+      logger.warn('worker stayed disconnected while Redis answers; rebuilding it');
+      await settlesWithin(worker.close(true), HANDBACK_TIMEOUT_MS);
+      worker = createWorker();
+      unhealthyChecks = 0;
+      rebuilding = false;
+    })().catch((err: unknown) => logger.warn({ err }, 'watchdog check failed'));
+  }, WATCHDOG_INTERVAL_MS);
+  watchdog.unref();
+
   return {
-    worker,
-    async close(timeoutMs = 30_000) {
-      let timer: NodeJS.Timeout | undefined;
-      // close() waits for running jobs and can hang while Redis is away; bound it.
-      const timeout = new Promise<void>((resolve) => {
-        timer = setTimeout(() => {
-          logger.warn({ timeoutMs }, 'worker did not close in time; forcing');
-          resolve();
-        }, timeoutMs);
-      });
-      await Promise.race([worker.close(), timeout]);
-      clearTimeout(timer);
-      subscriber.disconnect();
-      connection.disconnect();
+    get worker() {
+      return worker;
+    },
+    async close(timeoutMs = config.shutdownTimeoutMs) {
+      clearInterval(watchdog);
+      const closing = worker.close();
+      if (!(await settlesWithin(closing, timeoutMs))) {
+        logger.warn({ timeoutMs }, 'running jobs did not finish in time; handing them back to the queue');
+        worker.cancelAllJobs(SHUTDOWN_REASON);
+        if (!(await settlesWithin(closing, HANDBACK_TIMEOUT_MS))) logger.error('worker did not close; forcing');
+      }
+      await outbox.stop();
+      await outbox.flush();
+      await settlesWithin(events.close(), 1000);
+      await settlesWithin(queue.close(), 1000);
+      for (const redis of [subscriber, eventsConnection, connection]) redis.disconnect();
       await pool.end();
     },
   };

@@ -74,7 +74,8 @@ export function viewFromQueueJob(
  */
 export function viewFromLog(rows: readonly LogRow[]): JobView | null {
   const queued = rows.find((row) => row.status === 'queued');
-  const last = rows[rows.length - 1];
+  // The terminal row decides, even if a stray row of a dead attempt came after it.
+  const last = rows.find((row) => isTerminal(row.status)) ?? rows[rows.length - 1];
   if (!queued || !last || !queued.jobId) return null;
   const started = rows.find((row) => row.status === 'active');
   const status = last.status as JobStatus;
