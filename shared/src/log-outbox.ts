@@ -8,7 +8,7 @@ import type { LogEntry, LogRepository } from './log-repository.js';
 const BATCH_SIZE = 200;
 /** A write waits this long for others to join its INSERT. */
 const BATCH_WINDOW_MS = 3;
-const LOCK_TTL_MS = 15_000;
+const LOCK_TTL_MS = 5_000;
 const MAX_BACKOFF_MS = 5_000;
 const MARKER_TTL_SECONDS = 30 * 86_400;
 
@@ -128,7 +128,9 @@ export function createLogOutbox({ redis, prefix, logStore, logger }: LogOutboxOp
      * marks the job finished, with `result`, in the same transaction.
      */
     async record(entries: readonly LogEntry[], result?: unknown): Promise<void> {
-      const multi = redis.multi().rpush(listKey, ...entries.map((entry) => JSON.stringify(entry)));
+      const now = new Date();
+      const stamped = entries.map((entry) => JSON.stringify({ date: now, ...entry }));
+      const multi = redis.multi().rpush(listKey, ...stamped);
       const terminal = entries.find((entry) => entry.jobId && isTerminal(entry.status));
       if (terminal?.jobId) {
         multi.set(

@@ -5,7 +5,7 @@ import type { JobStatus } from './job.js';
 
 export type LogStatus = JobStatus | 'rejected';
 
-/** One status transition as written; the database adds `id` and `date`. */
+/** One status transition as written; the database adds `id`. */
 export interface LogEntry {
   action: 'backup';
   /** The source path as requested. */
@@ -22,6 +22,10 @@ export interface LogEntry {
   files?: number | null;
   bytes?: number | null;
   durationMs?: number | null;
+  /** Name of the API token that submitted the job (or tried to, on `rejected` rows). */
+  actor?: string | null;
+  /** When it happened (default: now). Rows that waited in the outbox keep their own time. */
+  date?: Date | string;
 }
 
 export interface LogRow extends Required<LogEntry> {
@@ -37,6 +41,8 @@ export interface LogQuery {
   /** Rows with an id below this one (the previous page's `nextCursor`). */
   cursor?: number;
   limit: number;
+  /** Only rows recorded for this token name. */
+  actor?: string;
 }
 
 export interface Page<T> {
@@ -58,6 +64,8 @@ const COLUMNS = [
   'files',
   'bytes',
   'duration_ms',
+  'actor',
+  'date',
 ] as const;
 
 const INSERT_PREFIX = `INSERT INTO log (${COLUMNS.join(', ')}) VALUES `;
@@ -81,6 +89,8 @@ function values(entry: LogEntry): SqlValue[] {
     entry.files ?? null,
     entry.bytes ?? null,
     entry.durationMs ?? null,
+    entry.actor ?? null,
+    new Date(entry.date ?? Date.now()),
   ];
 }
 
@@ -101,6 +111,7 @@ function toRow(raw: RowDataPacket): LogRow {
     files: raw.files === null ? null : Number(raw.files),
     bytes: raw.bytes === null ? null : Number(raw.bytes),
     durationMs: raw.duration_ms === null ? null : Number(raw.duration_ms),
+    actor: (raw.actor as string | null | undefined) ?? null,
   };
 }
 
@@ -145,6 +156,10 @@ export function createLogRepository(pool: Pool) {
         where.push('id < ?');
         params.push(filter.cursor);
       }
+      if (filter.actor !== undefined) {
+        where.push('actor = ?');
+        params.push(filter.actor);
+      }
       const clause = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
       // LIMIT is inlined: prepared statements reject a placeholder there on some servers.
       const sql = `SELECT * FROM log ${clause} ORDER BY id DESC LIMIT ${Math.trunc(filter.limit) + 1}`;
@@ -171,18 +186,24 @@ export function createLogRepository(pool: Pool) {
 
     /**
      * Job ids, newest first, by their `queued` row; with `status`, only jobs whose
-     * latest transition is that status. The cursor is the `queued` row's id.
+     * latest transition is that status; with `actor`, only jobs that token submitted.
+     * The cursor is the `queued` row's id.
      */
     async jobIds(filter: {
       status?: JobStatus;
       cursor?: number;
       limit: number;
+      actor?: string;
     }): Promise<Page<{ id: number; jobId: string }>> {
       const params: SqlValue[] = [];
       let sql = "SELECT q.id, q.job_id FROM log q WHERE q.status = 'queued'";
       if (filter.cursor !== undefined) {
         sql += ' AND q.id < ?';
         params.push(filter.cursor);
+      }
+      if (filter.actor !== undefined) {
+        sql += ' AND q.actor = ?';
+        params.push(filter.actor);
       }
       if (filter.status !== undefined) {
         sql += ' AND (SELECT l.status FROM log l WHERE l.job_id = q.job_id ORDER BY l.id DESC LIMIT 1) = ?';
