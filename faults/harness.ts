@@ -1,4 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -231,7 +232,7 @@ export class Cluster {
     const started = performance.now();
     const response = await fetch(this.baseUrl + path, {
       method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json', ...this.headers() },
+      headers: body === undefined ? this.headers() : { 'content-type': 'application/json', ...this.headers() },
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(10_000),
     });
@@ -287,6 +288,8 @@ export function clusterEnv(
     SOURCE_ROOTS: folders.sources,
     BACKUP_ROOT: folders.backups,
     LOG_LEVEL: 'info',
+    // A fresh admin token per run; the API refuses to start without one.
+    API_ADMIN_TOKEN: `cfr_faults_${randomBytes(24).toString('base64url')}`,
     JOB_LOCK_MS: '2000',
     JOB_STALLED_CHECK_MS: '1000',
     JOB_BACKOFF_MS: '100',

@@ -4,8 +4,8 @@ import { viewFromLog, viewFromQueueJob, type JobView } from './job-view.js';
 
 /**
  * Finds job views: from Redis while it holds the job (live state, progress, the
- * full result), else from the log. While Redis is away, the log still answers; only a job the
- * log cannot describe is a 503.
+ * full result), else from the log. Either one answers while the other is away;
+ * only a job neither can describe is a 503.
  */
 export function createJobLookup(queue: BackupQueue, logStore: LogRepository) {
   async function fromQueue(id: string): Promise<JobView | null> {
@@ -25,7 +25,15 @@ export function createJobLookup(queue: BackupQueue, logStore: LogRepository) {
 
   return {
     async get(id: string): Promise<JobView | null> {
-      return live(id, viewFromLog(await logStore.history(id)));
+      let queueError: unknown = null;
+      const queued = await fromQueue(id).catch((err: unknown) => {
+        queueError = err;
+        return null;
+      });
+      if (queued) return queued;
+      const logged = viewFromLog(await logStore.history(id));
+      if (!logged && queueError) throw new QueueUnavailable({ cause: queueError });
+      return logged;
     },
 
     /** Views for a page of ids, in the given order. */

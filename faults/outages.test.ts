@@ -1,0 +1,135 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../test/helpers/environment.js';
+import { describeTree } from '../test/helpers/trees.js';
+import { Cluster, clusterEnv, logRows, makeTree, startServers, waitForServers, type Servers } from './harness.js';
+
+let servers: Servers;
+let cluster: Cluster;
+let sources: string;
+
+beforeAll(async () => {
+  servers = await startServers();
+  sources = join(servers.dir, 'sources');
+  const backups = join(servers.dir, 'backups');
+  await mkdir(sources);
+  await mkdir(backups);
+  cluster = await Cluster.create(clusterEnv(servers, { sources, backups }, { WORKER_CONCURRENCY: '2' }));
+  await cluster.startApi();
+  await cluster.startWorker('w1');
+  await cluster.startWorker('w2');
+});
+
+afterAll(async () => {
+  await cluster?.stopAll();
+  await servers?.stopAll();
+});
+
+async function smallSources(prefix: string, count: number): Promise<string[]> {
+  const made: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const source = join(sources, `${prefix}-${i}`);
+    await mkdir(source);
+    await writeFile(join(source, 'data.txt'), `${prefix} ${i}\n`);
+    made.push(source);
+  }
+  return made;
+}
+
+/** Each job's statuses in log order must be queued, active…, one terminal: the contract's shape. */
+async function expectCleanHistories(ids: string[]): Promise<void> {
+  const rows = await logRows(servers);
+  for (const id of ids) {
+    const statuses = rows.filter((row) => row.jobId === id).map((row) => row.status);
+    expect(statuses[0], id).toBe('queued');
+    expect(
+      statuses.filter((status) => ['completed', 'failed', 'cancelled'].includes(status)),
+      id,
+    ).toEqual(['completed']);
+    expect(statuses[statuses.length - 1], id).toBe('completed');
+    expect(statuses.filter((status) => status === 'active').length, id).toBeGreaterThanOrEqual(1);
+  }
+}
+
+describe('Redis down', () => {
+  it('the API refuses new backups with 503 QUEUE_UNAVAILABLE within a second; accepted jobs survive the restart (AOF) and complete', async () => {
+    const before = await smallSources('before-redis', 10);
+    const big = join(sources, 'big-during-redis');
+    await makeTree(big, 20, 200, 4096);
+    const ids = [await cluster.submit(big)];
+    for (const source of before) ids.push(await cluster.submit(source));
+
+    await servers.redis.stop('SIGTERM');
+    const downAt = Date.now();
+    const refused = await cluster.request<{ code: string }>('POST', '/backup', { source: before[0] });
+    expect(refused.status).toBe(503);
+    expect(refused.body.code).toBe('QUEUE_UNAVAILABLE');
+    expect(refused.ms).toBeLessThan(1000);
+    const ready = await cluster.request<{ redis: string; mysql: string }>('GET', '/ready');
+    expect(ready.status).toBe(503);
+    expect(ready.body).toMatchObject({ redis: 'down', mysql: 'up' });
+
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    servers.redis.start();
+    await waitForServers(servers);
+    const recovered = await waitFor(
+      async () => ((await cluster.request('GET', '/ready').catch(() => null))?.status === 200 ? Date.now() : undefined),
+      30_000,
+      'the API to see Redis again',
+    );
+    const after = await smallSources('after-redis', 3);
+    for (const source of after) ids.push(await cluster.submit(source));
+
+    for (const id of ids)
+      expect((await cluster.waitForStatus(id, ['completed', 'failed'], 90_000)).status).toBe('completed');
+    const view = await cluster.job(ids[0] ?? '');
+    expect(await describeTree(view.result?.path ?? '')).toEqual(await describeTree(big));
+    await waitFor(async () =>
+      (await logRows(servers)).filter((row) => row.status === 'completed').length >= ids.length ? true : undefined,
+    );
+    await expectCleanHistories(ids);
+    console.log(
+      `[faults] Redis down ${recovered - downAt} ms: ${ids.length} jobs, all completed; refusal answered in ${Math.round(refused.ms)} ms`,
+    );
+  });
+});
+
+describe('MySQL down', () => {
+  it('jobs keep running, their transitions wait in Redis and land in order when MySQL returns; the API refuses new backups with 503', async () => {
+    const first = await smallSources('before-mysql', 10);
+    const ids: string[] = [];
+    for (const source of first) ids.push(await cluster.submit(source));
+    await servers.mariadb.stop('SIGKILL');
+
+    const refused = await cluster.request<{ code: string }>('POST', '/backup', { source: first[0] });
+    expect(refused.status).toBe(503);
+    expect(refused.body.code).toBe('LOG_UNAVAILABLE');
+    const ready = await cluster.request<{ mysql: string }>('GET', '/ready');
+    expect(ready.body.mysql).toBe('down');
+    // Views of jobs Redis holds still answer while the log is away.
+    for (const id of ids) expect((await cluster.waitForStatus(id, ['completed'], 30_000)).status).toBe('completed');
+
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    servers.mariadb.start();
+    await waitForServers(servers);
+    const rows = await waitFor(
+      async () => {
+        const all = await logRows(servers).catch(() => []);
+        const done = all.filter((row) => row.status === 'completed' && ids.includes(row.jobId ?? ''));
+        return done.length === ids.length ? all : undefined;
+      },
+      60_000,
+      'the outbox to drain',
+    );
+    await expectCleanHistories(ids);
+    const later = await smallSources('after-mysql', 2);
+    for (const source of later) {
+      const id = await cluster.submit(source);
+      expect((await cluster.waitForStatus(id, ['completed', 'failed'])).status).toBe('completed');
+    }
+    console.log(
+      `[faults] MySQL down: ${ids.length} jobs completed meanwhile; ${rows.length} rows checked after it returned`,
+    );
+  });
+});
