@@ -290,6 +290,8 @@ export function clusterEnv(
     LOG_LEVEL: 'info',
     // A fresh admin token per run; the API refuses to start without one.
     API_ADMIN_TOKEN: `cfr_faults_${randomBytes(24).toString('base64url')}`,
+    // The soak submits thousands of jobs with one token.
+    RATE_LIMIT_PER_MINUTE: '1000000',
     JOB_LOCK_MS: '2000',
     JOB_STALLED_CHECK_MS: '1000',
     JOB_BACKOFF_MS: '100',

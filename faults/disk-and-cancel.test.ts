@@ -1,0 +1,106 @@
+import { spawnSync } from 'node:child_process';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../test/helpers/environment.js';
+import { Cluster, clusterEnv, logRows, makeTree, partialFolders, startServers, type Servers } from './harness.js';
+
+let servers: Servers;
+let cluster: Cluster;
+let sources: string;
+let backups: string;
+let tmpfs: string;
+
+beforeAll(async () => {
+  servers = await startServers();
+  sources = join(servers.dir, 'sources');
+  backups = join(servers.dir, 'backups');
+  await mkdir(sources);
+  await mkdir(backups);
+  // A 2 MiB file system as one destination folder: small enough to fill.
+  tmpfs = join(backups, 'tiny');
+  await mkdir(tmpfs);
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', tmpfs], { encoding: 'utf8' });
+  if (mounted.status !== 0) throw new Error(`cannot mount a tmpfs (the fault suite runs as root): ${mounted.stderr}`);
+  cluster = await Cluster.create(
+    clusterEnv(servers, { sources, backups }, { COPY_CONCURRENCY: '1', JOB_ATTEMPTS: '2', JOB_BACKOFF_MS: '100' }),
+  );
+  await cluster.startApi();
+});
+
+afterAll(async () => {
+  await cluster?.stopAll();
+  spawnSync('umount', [tmpfs]);
+  await servers?.stopAll();
+});
+
+describe('a full destination disk', () => {
+  it('fails the job with DESTINATION_FULL, a readable message and no partial snapshot', async () => {
+    await cluster.startWorker('w1');
+    const source = join(sources, 'too-big');
+    await makeTree(source, 4, 100, 16 * 1024);
+    const id = await cluster.submit(source, 'tiny');
+    const view = await cluster.waitForStatus(id, ['completed', 'failed'], 60_000);
+    expect(view.status).toBe('failed');
+    expect(view.error?.code).toBe('DESTINATION_FULL');
+    expect(view.error?.message).toMatch(/no space left/);
+    expect(await readdir(tmpfs)).toEqual([]);
+    const rows = await waitFor(async () => {
+      const all = await logRows(servers, id);
+      return all.some((row) => row.status === 'failed') ? all : undefined;
+    });
+    expect(rows.map((row) => row.status)).toEqual(['queued', 'active', 'retrying', 'active', 'failed']);
+  });
+
+  it('still takes backups that fit', async () => {
+    const source = join(sources, 'fits');
+    await mkdir(source);
+    await writeFile(join(source, 'small.txt'), 'fits\n');
+    const id = await cluster.submit(source, 'tiny');
+    expect((await cluster.waitForStatus(id, ['completed', 'failed'])).status).toBe('completed');
+  });
+});
+
+describe('cancellation across processes', () => {
+  it('cancels a queued job at once', async () => {
+    await cluster.workers.get('w1')?.stop('SIGTERM');
+    const source = join(sources, 'queued-cancel');
+    await mkdir(source);
+    await writeFile(join(source, 'x'), 'x');
+    const id = await cluster.submit(source);
+    const response = await cluster.request<{ status: string }>('DELETE', `/jobs/${id}`);
+    expect(response.status).toBe(200);
+    expect(response.body.status).toBe('cancelled');
+    await cluster.startWorker('w2');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect((await cluster.job(id)).status).toBe('cancelled');
+    expect((await logRows(servers, id)).map((row) => row.status)).toEqual(['queued', 'cancelled']);
+  });
+
+  it('stops a running copy within a second, removes its partial folder, and ends it cancelled; 409 afterwards', async () => {
+    const source = join(sources, 'running-cancel');
+    await makeTree(source, 40, 250, 4096);
+    const id = await cluster.submit(source, 'cancelled');
+    await waitFor(
+      async () => ((await cluster.job(id)).progress.files > 50 ? true : undefined),
+      30_000,
+      'copy progress',
+    );
+    const asked = Date.now();
+    const response = await cluster.request<{ status: string }>('DELETE', `/jobs/${id}`);
+    expect(response.status).toBe(202);
+    const view = await cluster.waitForStatus(id, ['cancelled', 'completed', 'failed'], 10_000);
+    const tookMs = Date.now() - asked;
+    expect(view.status).toBe('cancelled');
+    expect(tookMs).toBeLessThan(1500);
+    expect(await partialFolders(backups)).toEqual([]);
+    expect(await readdir(join(backups, 'cancelled'))).toEqual([]);
+    expect((await cluster.request('DELETE', `/jobs/${id}`)).status).toBe(409);
+    const rows = await waitFor(async () => {
+      const all = await logRows(servers, id);
+      return all.some((row) => row.status === 'cancelled') ? all : undefined;
+    });
+    expect(rows.map((row) => row.status)).toEqual(['queued', 'active', 'cancelled']);
+    console.log(`[faults] cancel of a running copy: cancelled after ${tookMs} ms`);
+  });
+});

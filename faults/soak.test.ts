@@ -1,0 +1,129 @@
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../test/helpers/environment.js';
+import {
+  Cluster,
+  clusterEnv,
+  logRows,
+  partialFolders,
+  startServers,
+  type ManagedProcess,
+  type Servers,
+} from './harness.js';
+
+const JOBS = 2000;
+const SOURCES = 100;
+const WORKERS = 3;
+const KILL_EVERY_MS = 1500;
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? 0;
+}
+
+let servers: Servers;
+let cluster: Cluster;
+let sources: string;
+let backups: string;
+
+beforeAll(async () => {
+  servers = await startServers();
+  sources = join(servers.dir, 'sources');
+  backups = join(servers.dir, 'backups');
+  await mkdir(sources);
+  await mkdir(backups);
+  cluster = await Cluster.create(clusterEnv(servers, { sources, backups }, { WORKER_CONCURRENCY: '4' }));
+  await cluster.startApi();
+});
+
+afterAll(async () => {
+  await cluster?.stopAll();
+  await servers?.stopAll();
+});
+
+describe('soak: 2,000 jobs while workers are killed at random', () => {
+  it('ends with every job exactly once terminal, every completed snapshot exact, no partial folder', async () => {
+    for (let i = 0; i < SOURCES; i++) {
+      await mkdir(join(sources, `s${i}`));
+      await writeFile(join(sources, `s${i}`, 'payload.txt'), `source ${i}\n`.repeat(i + 1));
+    }
+    const workers: ManagedProcess[] = [];
+    for (let w = 0; w < WORKERS; w++) workers.push(await cluster.startWorker(`soak-${w}`));
+
+    const started = Date.now();
+    const ids: string[] = [];
+    const submitting = (async () => {
+      for (let batch = 0; batch < JOBS; batch += 25) {
+        const made = await Promise.all(
+          Array.from({ length: Math.min(25, JOBS - batch) }, (_, k) => {
+            const n = (batch + k) % SOURCES;
+            return cluster.submit(join(sources, `s${n}`), `soak/s${n}`);
+          }),
+        );
+        ids.push(...made);
+      }
+    })();
+
+    let kills = 0;
+    let finished = false;
+    const killing = (async () => {
+      while (!finished) {
+        await new Promise((resolve) => setTimeout(resolve, KILL_EVERY_MS));
+        if (finished) break;
+        const victim = Math.floor(Math.random() * workers.length);
+        await workers[victim]?.stop('SIGKILL');
+        kills += 1;
+        workers[victim] = cluster.worker(`soak-${victim}-${kills}`);
+      }
+    })();
+
+    await submitting;
+    const terminalCount = async () =>
+      (await logRows(servers)).filter((row) => ['completed', 'failed', 'cancelled'].includes(row.status)).length;
+    await waitFor(async () => ((await terminalCount()) >= JOBS ? true : undefined), 240_000, 'every job to finish');
+    const elapsedMs = Date.now() - started;
+    finished = true;
+    await killing;
+
+    const rows = await logRows(servers);
+    const byJob = new Map<string, typeof rows>();
+    for (const row of rows) if (row.jobId) byJob.set(row.jobId, [...(byJob.get(row.jobId) ?? []), row]);
+    expect(new Set(ids).size).toBe(JOBS);
+    expect(byJob.size).toBe(JOBS);
+    let completed = 0;
+    const recoveries: number[] = [];
+    for (const id of ids) {
+      const history = byJob.get(id) ?? [];
+      const terminal = history.filter((row) => ['completed', 'failed', 'cancelled'].includes(row.status));
+      expect(terminal, id).toHaveLength(1);
+      expect(history[0]?.status, id).toBe('queued');
+      expect(history[history.length - 1]?.status, id).toBe(terminal[0]?.status);
+      if (terminal[0]?.status === 'completed') completed += 1;
+      const actives = history.filter((row) => row.status === 'active');
+      for (let a = 1; a < actives.length; a++) {
+        recoveries.push(new Date(actives[a]?.date ?? 0).getTime() - new Date(actives[a - 1]?.date ?? 0).getTime());
+      }
+    }
+
+    // Every completed snapshot holds exactly its source's file.
+    let snapshotsChecked = 0;
+    for (let n = 0; n < SOURCES; n++) {
+      const expected = await readFile(join(sources, `s${n}`, 'payload.txt'), 'utf8');
+      const folder = join(backups, 'soak', `s${n}`);
+      for (const snapshot of await readdir(folder)) {
+        expect(await readdir(join(folder, snapshot))).toEqual(['payload.txt']);
+        expect(await readFile(join(folder, snapshot, 'payload.txt'), 'utf8')).toBe(expected);
+        snapshotsChecked += 1;
+      }
+    }
+    expect(snapshotsChecked).toBe(completed);
+    expect(completed).toBe(JOBS);
+    expect(await partialFolders(backups)).toEqual([]);
+    console.log(
+      `[faults] soak: ${JOBS} jobs in ${elapsedMs} ms, ${kills} workers killed, ${recoveries.length} attempts re-run after a kill ` +
+        `(recovery median ${median(recoveries)} ms, max ${Math.max(0, ...recoveries)} ms), ` +
+        `${completed} completed, ${rows.length} log rows and ${snapshotsChecked} snapshots checked`,
+    );
+  });
+});
