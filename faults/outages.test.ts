@@ -60,6 +60,22 @@ describe('Redis down', () => {
     const ids = [await cluster.submit(big)];
     for (const source of before) ids.push(await cluster.submit(source));
 
+    // Submissions keep coming while Redis goes away: each is either accepted (and must
+    // complete) or refused with 503, never lost in between.
+    const during = await smallSources('during-redis', 40);
+    let refusedDuring = 0;
+    const submitting = (async () => {
+      for (const source of during) {
+        const response = await cluster
+          .request<{ id: string; code: string }>('POST', '/backup', { source })
+          .catch(() => null);
+        if (response?.status === 202) ids.push(response.body.id);
+        else if (response?.status === 503 && response.body.code === 'QUEUE_UNAVAILABLE') refusedDuring += 1;
+        else throw new Error(`unexpected answer during the outage: ${JSON.stringify(response)}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 200));
     await servers.redis.stop('SIGTERM');
     const downAt = Date.now();
     const refused = await cluster.request<{ code: string }>('POST', '/backup', { source: before[0] });
@@ -70,7 +86,8 @@ describe('Redis down', () => {
     expect(ready.status).toBe(503);
     expect(ready.body).toMatchObject({ redis: 'down', mysql: 'up' });
 
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await submitting;
+    expect(refusedDuring).toBeGreaterThan(0);
     servers.redis.start();
     await waitForServers(servers);
     const recovered = await waitFor(
@@ -90,7 +107,7 @@ describe('Redis down', () => {
     );
     await expectCleanHistories(ids);
     console.log(
-      `[faults] Redis down ${recovered - downAt} ms: ${ids.length} jobs, all completed; refusal answered in ${Math.round(refused.ms)} ms`,
+      `[faults] Redis down ${recovered - downAt} ms: ${ids.length} accepted jobs all completed, ${refusedDuring} submissions refused with 503 during the outage; refusal answered in ${Math.round(refused.ms)} ms`,
     );
   });
 });
