@@ -1,0 +1,81 @@
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT, describeRun, run } from './helpers/repo.js';
+
+// ci/validate-delivery.sh: dockerfile-utils, docker-compose 1.29, npm-groovy-lint and
+// shellcheck over the delivery files. It installs what this machine lacks (apt-get, npm);
+// when it cannot, these tests fail rather than skip.
+
+const SCRIPT = 'ci/validate-delivery.sh';
+// Everything the script reads, for copies with one deliberate mistake.
+const DELIVERY_FILES = [
+  'ci',
+  'compose',
+  'Jenkinsfile',
+  '.env.example',
+  'api/Dockerfile',
+  'worker/Dockerfile',
+  'db/Dockerfile',
+  'db/migrations',
+];
+
+let tmp: string;
+
+beforeAll(async () => {
+  tmp = await mkdtemp(join(tmpdir(), 'coffer-static-'));
+  const installed = await run('bash', [SCRIPT, 'install'], { timeoutMs: 280_000 });
+  expect(installed.code, describeRun(installed)).toBe(0);
+}, 300_000);
+
+afterAll(async () => {
+  if (tmp) await rm(tmp, { recursive: true, force: true });
+});
+
+describe('ci/validate-delivery.sh passes on the repository', () => {
+  it.each([
+    ['dockerfiles', 'dockerfile-utils lint of the three Dockerfiles'],
+    ['compose', 'docker-compose 1.29 config -q, with and without the ops profile and .env.example'],
+    ['jenkinsfile', 'npm-groovy-lint --failon error'],
+    ['shell', "shellcheck over ci/, compose/ scripts and the Jenkinsfile's sh steps"],
+  ])(
+    '%s: %s',
+    async (check) => {
+      const result = await run('bash', [SCRIPT, check], { timeoutMs: 120_000 });
+      expect(result.code, describeRun(result)).toBe(0);
+      expect(result.stderr).toContain(`ok ${check}`);
+    },
+    130_000,
+  );
+});
+
+/** A copy of the delivery files with `edit` applied to one of them. */
+async function brokenCopy(file: string, edit: (text: string) => string): Promise<string> {
+  const root = await mkdtemp(join(tmp, 'broken-'));
+  for (const path of DELIVERY_FILES) {
+    await mkdir(dirname(join(root, path)), { recursive: true });
+    await cp(join(REPO_ROOT, path), join(root, path), { recursive: true });
+  }
+  await writeFile(join(root, file), edit(await readFile(join(root, file), 'utf8')));
+  return root;
+}
+
+describe('ci/validate-delivery.sh fails on a broken file', () => {
+  it.each([
+    ['dockerfiles', 'api/Dockerfile', (text: string) => text.replace('EXPOSE 3000', 'EXPOSE http')],
+    ['compose', 'compose/compose.yaml', (text: string) => `name: coffer\n${text}`],
+    ['shell', 'ci/push-images.sh', (text: string) => `${text}\necho $tag\n`],
+    ['shell', 'Jenkinsfile', (text: string) => text.replace("sh 'ci/install.sh'", "sh 'cd $NOWHERE; ci/install.sh'")],
+    ['jenkinsfile', 'Jenkinsfile', (text: string) => text.replace(/\}\s*$/, '')],
+  ])(
+    '%s catches a mistake in %s',
+    async (check, file, edit) => {
+      const root = await brokenCopy(file, edit);
+      const result = await run('bash', [join(root, SCRIPT), check], { timeoutMs: 120_000 });
+      expect(result.code, describeRun(result)).not.toBe(0);
+      expect(result.stderr).toContain(`FAILED ${check}`);
+    },
+    130_000,
+  );
+});
