@@ -28,13 +28,12 @@ json_get() {
     });' "$1"
 }
 
-# Authentication is not enforced yet; send the admin token when we can read it, from a
-# file so that it never appears on a command line.
+# Every route but /health and /ready needs a token: send the admin token, from a file
+# so that it never appears on a command line.
 curl_options=(--silent --show-error --max-time 10)
-if [ -r "${SECRETS_DIR:-}/api_admin_token" ]; then
-  (umask 077 && printf 'Authorization: Bearer %s\n' "$(cat "$SECRETS_DIR/api_admin_token")" >"$work/headers")
-  curl_options+=(--header "@$work/headers")
-fi
+[ -r "${SECRETS_DIR:-}/api_admin_token" ] || die "cannot read the admin token at \$SECRETS_DIR/api_admin_token"
+(umask 077 && printf 'Authorization: Bearer %s\n' "$(cat "$SECRETS_DIR/api_admin_token")" >"$work/headers")
+curl_options+=(--header "@$work/headers")
 
 mkdir -p "$probe/sub"
 printf 'coffer smoke test %s\n' "$(ci_id)" >"$probe/hello.txt"

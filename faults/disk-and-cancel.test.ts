@@ -3,8 +3,17 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../test/helpers/environment.js';
-import { Cluster, clusterEnv, logRows, makeTree, partialFolders, startServers, type Servers } from './harness.js';
+import {
+  Cluster,
+  logRows,
+  makeTree,
+  partialFolders,
+  startFaultStack,
+  type FaultStack,
+  type Servers,
+} from './harness.js';
 
+let stack: FaultStack;
 let servers: Servers;
 let cluster: Cluster;
 let sources: string;
@@ -12,26 +21,19 @@ let backups: string;
 let tmpfs: string;
 
 beforeAll(async () => {
-  servers = await startServers();
-  sources = join(servers.dir, 'sources');
-  backups = join(servers.dir, 'backups');
-  await mkdir(sources);
-  await mkdir(backups);
+  stack = await startFaultStack({ COPY_CONCURRENCY: '1', JOB_ATTEMPTS: '2', JOB_BACKOFF_MS: '100' });
+  ({ servers, cluster, sources, backups } = stack);
   // A 2 MiB file system as one destination folder: small enough to fill.
   tmpfs = join(backups, 'tiny');
   await mkdir(tmpfs);
   const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', tmpfs], { encoding: 'utf8' });
   if (mounted.status !== 0) throw new Error(`cannot mount a tmpfs (the fault suite runs as root): ${mounted.stderr}`);
-  cluster = await Cluster.create(
-    clusterEnv(servers, { sources, backups }, { COPY_CONCURRENCY: '1', JOB_ATTEMPTS: '2', JOB_BACKOFF_MS: '100' }),
-  );
-  await cluster.startApi();
 });
 
 afterAll(async () => {
-  await cluster?.stopAll();
+  await stack?.cluster.stopAll();
   spawnSync('umount', [tmpfs]);
-  await servers?.stopAll();
+  await stack?.servers.stopAll();
 });
 
 describe('a full destination disk', () => {
@@ -79,7 +81,7 @@ describe('cancellation across processes', () => {
 
   it('stops a running copy within a second, removes its partial folder, and ends it cancelled; 409 afterwards', async () => {
     const source = join(sources, 'running-cancel');
-    await makeTree(source, 40, 250, 4096);
+    await makeTree(source, 80, 250, 4096);
     const id = await cluster.submit(source, 'cancelled');
     await waitFor(
       async () => ((await cluster.job(id)).progress.files > 50 ? true : undefined),

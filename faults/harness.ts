@@ -349,3 +349,32 @@ export async function partialFolders(root: string): Promise<string[]> {
   await visit(root, 0);
   return found;
 }
+
+export interface FaultStack {
+  servers: Servers;
+  cluster: Cluster;
+  sources: string;
+  backups: string;
+  stop(): Promise<void>;
+}
+
+/** Private servers, source and backup folders, and a running API: what every fault test starts from. */
+export async function startFaultStack(extra: Record<string, string> = {}): Promise<FaultStack> {
+  const servers = await startServers();
+  const sources = join(servers.dir, 'sources');
+  const backups = join(servers.dir, 'backups');
+  await mkdir(sources);
+  await mkdir(backups);
+  const cluster = await Cluster.create(clusterEnv(servers, { sources, backups }, extra));
+  await cluster.startApi();
+  return {
+    servers,
+    cluster,
+    sources,
+    backups,
+    async stop() {
+      await cluster.stopAll();
+      await servers.stopAll();
+    },
+  };
+}

@@ -3,27 +3,31 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../test/helpers/environment.js';
 import { describeTree } from '../test/helpers/trees.js';
-import { Cluster, clusterEnv, logRows, makeTree, startServers, waitForServers, type Servers } from './harness.js';
+import {
+  Cluster,
+  type FaultStack,
+  logRows,
+  makeTree,
+  type Servers,
+  startFaultStack,
+  waitForServers,
+} from './harness.js';
 
 let servers: Servers;
 let cluster: Cluster;
 let sources: string;
 
+let stack: FaultStack;
+
 beforeAll(async () => {
-  servers = await startServers();
-  sources = join(servers.dir, 'sources');
-  const backups = join(servers.dir, 'backups');
-  await mkdir(sources);
-  await mkdir(backups);
-  cluster = await Cluster.create(clusterEnv(servers, { sources, backups }, { WORKER_CONCURRENCY: '2' }));
-  await cluster.startApi();
+  stack = await startFaultStack({ WORKER_CONCURRENCY: '2' });
+  ({ servers, cluster, sources } = stack);
   await cluster.startWorker('w1');
   await cluster.startWorker('w2');
 });
 
 afterAll(async () => {
-  await cluster?.stopAll();
-  await servers?.stopAll();
+  await stack?.stop();
 });
 
 async function smallSources(prefix: string, count: number): Promise<string[]> {

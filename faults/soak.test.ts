@@ -4,10 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../test/helpers/environment.js';
 import {
   Cluster,
-  clusterEnv,
   logRows,
   partialFolders,
-  startServers,
+  startFaultStack,
+  type FaultStack,
   type ManagedProcess,
   type Servers,
 } from './harness.js';
@@ -27,19 +27,15 @@ let cluster: Cluster;
 let sources: string;
 let backups: string;
 
+let stack: FaultStack;
+
 beforeAll(async () => {
-  servers = await startServers();
-  sources = join(servers.dir, 'sources');
-  backups = join(servers.dir, 'backups');
-  await mkdir(sources);
-  await mkdir(backups);
-  cluster = await Cluster.create(clusterEnv(servers, { sources, backups }, { WORKER_CONCURRENCY: '4' }));
-  await cluster.startApi();
+  stack = await startFaultStack({ WORKER_CONCURRENCY: '4' });
+  ({ servers, cluster, sources, backups } = stack);
 });
 
 afterAll(async () => {
-  await cluster?.stopAll();
-  await servers?.stopAll();
+  await stack?.stop();
 });
 
 describe('soak: 2,000 jobs while workers are killed at random', () => {

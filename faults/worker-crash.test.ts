@@ -1,41 +1,38 @@
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeTree } from '../test/helpers/trees.js';
 import { waitFor } from '../test/helpers/environment.js';
-import { Cluster, clusterEnv, logRows, makeTree, partialFolders, startServers, type Servers } from './harness.js';
+import {
+  Cluster,
+  type FaultStack,
+  logRows,
+  makeTree,
+  partialFolders,
+  type Servers,
+  startFaultStack,
+} from './harness.js';
 
 let servers: Servers;
 let cluster: Cluster;
 let sources: string;
 let backups: string;
 
+let stack: FaultStack;
+
 beforeAll(async () => {
-  servers = await startServers();
-  sources = join(servers.dir, 'sources');
-  backups = join(servers.dir, 'backups');
-  await mkdir(sources);
-  await mkdir(backups);
   // One file at a time and one job per worker, so a copy lasts long enough to be interrupted.
-  cluster = await Cluster.create(
-    clusterEnv(
-      servers,
-      { sources, backups },
-      { COPY_CONCURRENCY: '1', WORKER_CONCURRENCY: '1', SHUTDOWN_TIMEOUT_MS: '1000' },
-    ),
-  );
-  await cluster.startApi();
+  stack = await startFaultStack({ COPY_CONCURRENCY: '1', WORKER_CONCURRENCY: '1', SHUTDOWN_TIMEOUT_MS: '200' });
+  ({ servers, cluster, sources, backups } = stack);
 });
 
 afterAll(async () => {
-  await cluster?.stopAll();
-  await servers?.stopAll();
+  await stack?.stop();
 });
 
 describe('a worker killed (SIGKILL) mid-copy', () => {
   it('loses nothing: another worker removes the partial copy and completes an exact snapshot', async () => {
     const source = join(sources, 'crash');
-    await makeTree(source, 40, 250, 4096);
+    await makeTree(source, 80, 250, 4096);
     const first = await cluster.startWorker('victim');
     const id = await cluster.submit(source);
     await waitFor(
@@ -81,7 +78,7 @@ describe('a worker stopped (SIGTERM) while busy', () => {
 
   it('hands a long job back within its bound, leaves no partial folder, and another worker completes it', async () => {
     const source = join(sources, 'long');
-    await makeTree(source, 40, 250, 4096);
+    await makeTree(source, 80, 250, 4096);
     const worker = await cluster.startWorker('leaver');
     const id = await cluster.submit(source);
     await waitFor(
@@ -111,6 +108,6 @@ describe('a worker stopped (SIGTERM) while busy', () => {
       'active:successor:',
       'completed:successor:',
     ]);
-    console.log(`[faults] SIGTERM busy worker: stopped in ${stopMs} ms (timeout 1000 ms), job handed back`);
+    console.log(`[faults] SIGTERM busy worker: stopped in ${stopMs} ms (timeout 200 ms), job handed back`);
   });
 });

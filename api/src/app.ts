@@ -2,15 +2,21 @@ import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { CofferConfig } from '@coffer/shared';
+import auth from './plugins/auth.js';
 import docs from './plugins/docs.js';
 import errors from './plugins/errors.js';
 import logStore from './plugins/log-store.js';
 import metrics from './plugins/metrics.js';
+import mysql from './plugins/mysql.js';
 import queue from './plugins/queue.js';
+import rateLimit from './plugins/rate-limit.js';
+import security from './plugins/security.js';
+import tokenStore from './plugins/token-store.js';
 import backupRoutes from './routes/backup.js';
 import healthRoutes from './routes/health.js';
 import jobRoutes from './routes/jobs.js';
 import logRoutes from './routes/logs.js';
+import tokenRoutes from './routes/tokens.js';
 import { errorSchema, jobViewSchema, logRowSchema } from './schemas.js';
 
 /** Request bodies above this are refused with 413. */
@@ -19,6 +25,8 @@ export const BODY_LIMIT_BYTES = 1024 * 1024;
 export interface AppOptions {
   config: CofferConfig;
   logger?: FastifyServerOptions['loggerInstance'];
+  /** PEM certificate and key: the app then serves HTTPS. Default: plain HTTP. */
+  https?: { cert: string | Buffer; key: string | Buffer };
 }
 
 // Bodies are validated without type coercion, so `{"source": 5}` is refused
@@ -50,9 +58,10 @@ function validators() {
 }
 
 /** Builds the API without listening; server.ts listens, tests inject. */
-export async function buildApp({ config, logger }: AppOptions): Promise<FastifyInstance> {
+export async function buildApp({ config, logger, https }: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     ...(logger ? { loggerInstance: logger } : { logger: false }),
+    ...(https ? { https } : {}),
     bodyLimit: BODY_LIMIT_BYTES,
     // Ids are ours (UUIDs); request ids help correlate log lines.
     requestIdHeader: 'x-request-id',
@@ -69,14 +78,22 @@ export async function buildApp({ config, logger }: AppOptions): Promise<FastifyI
   app.addSchema(jobViewSchema);
   app.addSchema(logRowSchema);
 
-  await app.register(docs);
-  await app.register(logStore, { config });
+  // Order matters: headers first (every answer has them, refusals too), then the stores,
+  // then authentication, then the rate limit (per token, so after it), then the routes.
+  await app.register(security, { config, tls: https !== undefined });
+  await app.register(mysql, { config });
+  await app.register(logStore);
+  await app.register(tokenStore);
   await app.register(queue, { config });
   await app.register(errors, { config });
+  await app.register(auth, { config });
+  await app.register(rateLimit, { config });
+  await app.register(docs);
   await app.register(metrics, { config });
   await app.register(healthRoutes);
   await app.register(backupRoutes, { config });
   await app.register(jobRoutes, { config });
   await app.register(logRoutes);
+  await app.register(tokenRoutes, { config });
   return app;
 }

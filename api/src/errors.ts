@@ -22,6 +22,21 @@ export const LogUnavailable = createError(
   503,
 );
 
+export const Unauthenticated = createError('UNAUTHENTICATED', '%s', 401);
+export const Forbidden = createError('FORBIDDEN', '%s', 403);
+export const RateLimited = createError(
+  'RATE_LIMITED',
+  'rate limit exceeded: at most %s requests a minute; retry in %s',
+  429,
+);
+export const InvalidTokenRequest = createError('INVALID_TOKEN_REQUEST', '%s', 400);
+export const TokenNotFound = createError('TOKEN_NOT_FOUND', 'no token with id "%s"', 404);
+export const TokenNameTaken = createError(
+  'TOKEN_NAME_TAKEN',
+  'a token named "%s" exists or existed; token names are never reused',
+  409,
+);
+
 /** Fastify's own error codes, renamed to the vocabulary our clients see. */
 export const FRAMEWORK_CODES: Readonly<Record<string, string>> = {
   FST_ERR_VALIDATION: 'VALIDATION_FAILED',

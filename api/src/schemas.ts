@@ -44,6 +44,31 @@ export const jobViewSchema = {
         dirs: { type: 'integer' },
         links: { type: 'integer' },
         skipped: { type: 'integer', description: 'Sockets, FIFOs and devices not copied' },
+        filesLinked: {
+          type: 'integer',
+          description: 'Of files, those hard-linked from the previous snapshot because they had not changed',
+        },
+        bytesLinked: { type: 'integer', description: 'Their bytes, stored once for both snapshots' },
+        warnings: {
+          type: 'object',
+          description: 'Entries that vanished or could not be read during the copy, left out',
+          properties: {
+            count: { type: 'integer' },
+            items: {
+              type: 'array',
+              description: 'The first 100',
+              items: {
+                type: 'object',
+                properties: {
+                  path: { type: 'string', description: 'Relative to the source' },
+                  code: { type: 'string', description: 'ENOENT or EACCES' },
+                },
+                required: ['path', 'code'],
+              },
+            },
+          },
+          required: ['count', 'items'],
+        },
       },
       required: ['path', 'files', 'bytes', 'durationMs'],
     },
@@ -55,6 +80,7 @@ export const jobViewSchema = {
     createdAt: isoDate,
     startedAt: nullableIsoDate,
     finishedAt: nullableIsoDate,
+    actor: { type: ['string', 'null'], description: 'Name of the token that submitted the job' },
   },
   required: ['id', 'status', 'source', 'destination', 'attempts', 'progress', 'createdAt', 'startedAt', 'finishedAt'],
 } as const;
@@ -78,6 +104,7 @@ export const logRowSchema = {
     files: { type: ['integer', 'null'] },
     bytes: { type: ['integer', 'null'] },
     durationMs: { type: ['integer', 'null'] },
+    actor: { type: ['string', 'null'], description: 'Name of the token that submitted the job, or tried to' },
   },
   required: ['id', 'date', 'action', 'parameter', 'status', 'jobId'],
 } as const;

@@ -1,20 +1,47 @@
+import { readFileSync } from 'node:fs';
 import { migrate } from '@coffer/db';
 import { createLogger, loadConfigOrExit } from '@coffer/shared';
 import { buildApp } from './app.js';
+import { AdminTokenProblem, ensureAdminToken } from './auth/token-admin.js';
 
 const SHUTDOWN_TIMEOUT_MS = 10_000;
 
 const config = loadConfigOrExit();
 const logger = createLogger('coffer-api', config.logLevel);
 
-try {
-  await migrate(config.mysql, logger);
-} catch (err) {
-  logger.fatal({ err }, 'cannot apply database migrations');
+function fail(message: string, err?: unknown): never {
+  logger.fatal({ err }, message);
+  process.stderr.write(`coffer: ${message}\n`);
   process.exit(1);
 }
 
-const app = await buildApp({ config, logger });
+let https: { cert: Buffer; key: Buffer } | undefined;
+if (config.tlsCertFile !== undefined && config.tlsKeyFile !== undefined) {
+  try {
+    https = { cert: readFileSync(config.tlsCertFile), key: readFileSync(config.tlsKeyFile) };
+  } catch (err) {
+    fail(`cannot read TLS_CERT_FILE or TLS_KEY_FILE (${(err as NodeJS.ErrnoException).code ?? String(err)})`, err);
+  }
+}
+
+try {
+  await migrate(config.mysql, logger);
+} catch (err) {
+  fail('cannot apply database migrations', err);
+}
+
+const app = await buildApp({ config, logger, https });
+
+try {
+  const admin = await ensureAdminToken(app.tokenStore, config);
+  if (admin.outcome === 'created' || admin.outcome === 'rotated') {
+    logger.info({ name: admin.name, outcome: admin.outcome }, 'admin token from API_ADMIN_TOKEN recorded');
+  }
+} catch (err) {
+  await app.close();
+  if (err instanceof AdminTokenProblem) fail(err.message);
+  fail('cannot check the admin token', err);
+}
 
 async function shutdown(signal: string): Promise<void> {
   logger.info({ signal }, 'shutting down');
@@ -32,6 +59,5 @@ process.once('SIGINT', () => void shutdown('SIGINT'));
 try {
   await app.listen({ host: config.host, port: config.port });
 } catch (err) {
-  logger.fatal({ err }, 'cannot listen');
-  process.exit(1);
+  fail('cannot listen', err);
 }

@@ -47,7 +47,7 @@ describe('POST /backup accepts a backup request', () => {
     expect(res.headers.location).toBe(`/jobs/${body.id}`);
 
     const job = await api.app.backupQueue.getJob(body.id);
-    expect(job?.data).toEqual({ source: folder, destination: 'data' });
+    expect(job?.data).toEqual({ source: folder, destination: 'data', actor: 'admin' });
     expect(await job?.getState()).toBe('waiting');
 
     const rows = await logRows(api.db, 'job_id = ?', [body.id]);
@@ -67,7 +67,11 @@ describe('POST /backup accepts a backup request', () => {
 
     expect(res.statusCode, res.body).toBe(202);
     const { id } = res.json<{ id: string }>();
-    expect((await api.app.backupQueue.getJob(id))?.data).toEqual({ source: folder, destination: 'nightly/db-1' });
+    expect((await api.app.backupQueue.getJob(id))?.data).toEqual({
+      source: folder,
+      destination: 'nightly/db-1',
+      actor: 'admin',
+    });
     const rows = await logRows(api.db, 'job_id = ?', [id]);
     expect(rows.map((row) => [row.status, row.destination])).toEqual([['queued', 'nightly/db-1']]);
   });
@@ -82,7 +86,11 @@ describe('POST /backup accepts a backup request', () => {
 
     expect(res.statusCode, res.body).toBe(202);
     const { id } = res.json<{ id: string }>();
-    expect((await api.app.backupQueue.getJob(id))?.data).toEqual({ source: folder, destination: 'data' });
+    expect((await api.app.backupQueue.getJob(id))?.data).toEqual({
+      source: folder,
+      destination: 'data',
+      actor: 'admin',
+    });
     const rows = await logRows(api.db, 'job_id = ?', [id]);
     expect(rows.map((row) => row.parameter)).toEqual([folder]);
   });
@@ -93,7 +101,11 @@ describe('POST /backup accepts a backup request', () => {
 
     expect(res.statusCode, res.body).toBe(202);
     const { id } = res.json<{ id: string }>();
-    expect((await api.app.backupQueue.getJob(id))?.data).toEqual({ source: file, destination: 'notes.txt' });
+    expect((await api.app.backupQueue.getJob(id))?.data).toEqual({
+      source: file,
+      destination: 'notes.txt',
+      actor: 'admin',
+    });
   });
 
   it('derives a safe default destination from a base name with spaces and brackets', async () => {
@@ -102,7 +114,11 @@ describe('POST /backup accepts a backup request', () => {
 
     expect(res.statusCode, res.body).toBe(202);
     const { id } = res.json<{ id: string }>();
-    expect((await api.app.backupQueue.getJob(id))?.data).toEqual({ source, destination: 'my_photos__2024_' });
+    expect((await api.app.backupQueue.getJob(id))?.data).toEqual({
+      source,
+      destination: 'my_photos__2024_',
+      actor: 'admin',
+    });
   });
 });
 

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import {
   anyNumber,
+  authorise,
   configWith,
   createOutage,
   expectError,
@@ -51,7 +52,7 @@ describe('while Redis is down', () => {
     });
     outage = await createOutage(api.env.config.redisUrl);
     await outage.restore();
-    app = await buildApp({ config: configWith(api.env, { REDIS_URL: outage.url }) });
+    app = authorise(await buildApp({ config: configWith(api.env, { REDIS_URL: outage.url }) }), api.adminToken);
     await app.ready();
     await outage.cut();
   });
@@ -141,7 +142,7 @@ describe('while MySQL is down', () => {
   let app: FastifyInstance | undefined;
 
   beforeAll(async () => {
-    app = await buildApp({ config: configWith(api.env, { MYSQL_PORT: '1' }) });
+    app = authorise(await buildApp({ config: configWith(api.env, { MYSQL_PORT: '1' }) }), api.adminToken);
     await app.ready();
   });
 

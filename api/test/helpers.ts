@@ -1,23 +1,44 @@
 import { STATUS_CODES } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { createConnection, type Connection, type RowDataPacket } from 'mysql2/promise';
 import { expect } from 'vitest';
 import { loadConfig, type CofferConfig } from '@coffer/shared';
 import { buildApp } from '../src/app.js';
+import type { Role } from '../src/auth/roles.js';
+import { createToken, ensureAdminToken } from '../src/auth/token-admin.js';
+import { generateToken } from '../src/auth/token-secret.js';
 import { createTestEnvironment, type TestEnvironment } from '../../test/helpers/environment.js';
 
 /** An API built on an isolated environment, plus a direct connection to its log table. */
 export interface ApiHarness {
   env: TestEnvironment;
+  /** The app; its `inject` sends the admin token unless a request sets `authorization` itself. */
   app: FastifyInstance;
+  /** The API_ADMIN_TOKEN the app was configured with (the token named "admin"). */
+  adminToken: string;
+  /** Injects a request with exactly this bearer token, or none at all with null. */
+  request(token: string | null, options: InjectOptions): Promise<LightMyRequestResponse>;
   /** Reads the log table behind the API's back, as dashboards do. */
   db: Connection;
   close(): Promise<void>;
 }
 
-export async function startApi(): Promise<ApiHarness> {
-  const env = await createTestEnvironment();
+/** Makes `app.inject` send `token` by default, as every client of the real API must. A test seam only. */
+export function authorise(app: FastifyInstance, token: string): FastifyInstance {
+  const inject = app.inject.bind(app);
+  const withToken = (options: InjectOptions | string) => {
+    const request = typeof options === 'string' ? { url: options } : options;
+    return inject({ ...request, headers: { authorization: `Bearer ${token}`, ...request.headers } });
+  };
+  Object.defineProperty(app, 'inject', { value: withToken, configurable: true });
+  return app;
+}
+
+/** An API on its own environment, with an admin token; `variables` are extra environment variables. */
+export async function startApi(variables: Record<string, string> = {}): Promise<ApiHarness> {
+  const adminToken = generateToken();
+  const env = await createTestEnvironment({ API_ADMIN_TOKEN: adminToken, ...variables });
   let app: FastifyInstance | undefined;
   let db: Connection | undefined;
   const close = async () => {
@@ -26,14 +47,34 @@ export async function startApi(): Promise<ApiHarness> {
     await env.cleanup();
   };
   try {
-    app = await buildApp({ config: env.config });
-    await app.ready();
+    const built = await buildApp({ config: env.config });
+    app = built;
+    await built.ready();
+    // What server.ts does at start-up.
+    await ensureAdminToken(built.tokenStore, env.config);
+    const inject = built.inject.bind(built);
+    const request = (token: string | null, options: InjectOptions) =>
+      inject({
+        ...options,
+        headers: { ...options.headers, ...(token === null ? {} : { authorization: `Bearer ${token}` }) },
+      });
+    authorise(built, adminToken);
     db = await createConnection({ ...env.config.mysql });
-    return { env, app, db, close };
+    return { env, app: built, adminToken, request, db, close };
   } catch (err) {
     await close();
     throw err;
   }
+}
+
+/** Creates a token straight in the store (as the command line does) and returns its secret. */
+export async function issueToken(
+  api: ApiHarness,
+  name: string,
+  role: Role,
+  sourceRoots: string[] | null = null,
+): Promise<string> {
+  return (await createToken(api.app.tokenStore, api.env.config, { name, role, sourceRoots })).token;
 }
 
 /** The environment's configuration with some variables changed, read as the process would read it. */
@@ -50,6 +91,7 @@ export function configWith(env: TestEnvironment, overrides: Record<string, strin
     SOURCE_ROOTS: sources,
     BACKUP_ROOT: backups,
     LOG_LEVEL: 'silent',
+    ...(config.apiAdminToken === undefined ? {} : { API_ADMIN_TOKEN: config.apiAdminToken }),
     ...overrides,
   });
 }
@@ -163,12 +205,16 @@ export interface PageBody<T> {
   nextCursor: number | null;
 }
 
+/** Sends one request, e.g. `(options) => api.request(token, options)`. */
+export type Requester = (options: InjectOptions) => Promise<LightMyRequestResponse>;
+
 /** Follows `nextCursor` from the first page to the last; returns every page. */
-export async function allPages<T>(app: FastifyInstance, url: string): Promise<PageBody<T>[]> {
+export async function allPages<T>(app: FastifyInstance | Requester, url: string): Promise<PageBody<T>[]> {
+  const send: Requester = typeof app === 'function' ? app : (options) => app.inject(options);
   const pages: PageBody<T>[] = [];
   let cursor: number | null = null;
   do {
-    const res: LightMyRequestResponse = await app.inject({
+    const res: LightMyRequestResponse = await send({
       method: 'GET',
       url: cursor === null ? url : `${url}&cursor=${cursor}`,
     });
@@ -182,7 +228,7 @@ export async function allPages<T>(app: FastifyInstance, url: string): Promise<Pa
 }
 
 /** Every item of a listing, following the cursor through all its pages. */
-export async function collect<T>(app: FastifyInstance, url: string): Promise<T[]> {
+export async function collect<T>(app: FastifyInstance | Requester, url: string): Promise<T[]> {
   return (await allPages<T>(app, url)).flatMap((page) => page.items);
 }
 

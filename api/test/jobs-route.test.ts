@@ -65,6 +65,7 @@ describe('GET /jobs/:id', () => {
       createdAt: matching(ISO_DATE),
       startedAt: null,
       finishedAt: null,
+      actor: 'admin',
     });
     const created = Date.parse(view.createdAt);
     expect(created).toBeGreaterThanOrEqual(before - 1000);
@@ -104,6 +105,7 @@ describe('GET /jobs/:id', () => {
       createdAt: matching(ISO_DATE),
       startedAt: matching(ISO_DATE),
       finishedAt: matching(ISO_DATE),
+      actor: 'admin',
     });
     expect(view.startedAt && view.finishedAt && view.startedAt <= view.finishedAt).toBe(true);
     expect(view.createdAt <= (view.startedAt ?? '')).toBe(true);

@@ -35,6 +35,12 @@ const schema = {
     JOB_RETENTION_SECONDS: { type: 'integer', minimum: 0, default: 604_800 },
     JOB_RETENTION_COUNT: { type: 'integer', minimum: 0, default: 10_000 },
     API_ADMIN_TOKEN: { type: 'string', minLength: 16 },
+    METRICS_PUBLIC: { type: 'boolean', default: false },
+    DOCS_PUBLIC: { type: 'boolean', default: true },
+    RATE_LIMIT_PER_MINUTE: { type: 'integer', minimum: 0, maximum: 1_000_000, default: 600 },
+    CORS_ORIGINS: { type: 'string' },
+    TLS_CERT_FILE: { type: 'string', minLength: 1 },
+    TLS_KEY_FILE: { type: 'string', minLength: 1 },
     LOG_LEVEL: { type: 'string', enum: LOG_LEVELS, default: 'info' },
   },
 } as const;
@@ -85,6 +91,17 @@ export interface CofferConfig {
   /** …and at most this many of them. Default 10,000. */
   jobRetentionCount: number;
   apiAdminToken: string | undefined;
+  /** Serve GET /metrics without a token. Default false. */
+  metricsPublic: boolean;
+  /** Serve GET /docs (the OpenAPI description and UI) without a token. Default true. */
+  docsPublic: boolean;
+  /** Requests per minute one token (or, without one, one address) may make; 0 turns the limit off. Default 600. */
+  rateLimitPerMinute: number;
+  /** Browser origins allowed by CORS. Default none: CORS stays off. */
+  corsOrigins: readonly string[];
+  /** PEM certificate and key files: the API serves HTTPS when both are set. Default unset (HTTP). */
+  tlsCertFile: string | undefined;
+  tlsKeyFile: string | undefined;
   logLevel: LogLevel;
 }
 
@@ -137,6 +154,23 @@ function splitRoots(value: string): string[] {
     .filter((root) => root.length > 0);
 }
 
+function splitOrigins(value: string): string[] {
+  return value
+    .split(',')
+    .map((origin) => origin.trim())
+    .filter((origin) => origin.length > 0);
+}
+
+/** An exact origin (scheme, host, optional port): what a browser sends in `Origin`. */
+function isOrigin(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'https:' || url.protocol === 'http:') && url.origin === value;
+  } catch {
+    return false;
+  }
+}
+
 /** Reads and validates the configuration; throws a ConfigError listing every problem. */
 export function loadConfig(env: Env = process.env): CofferConfig {
   const problems: string[] = [];
@@ -159,6 +193,16 @@ export function loadConfig(env: Env = process.env): CofferConfig {
   if (sourceRoots.length === 0) problems.push('SOURCE_ROOTS must name at least one folder');
   for (const root of sourceRoots) {
     if (!isAbsolute(root)) problems.push(`SOURCE_ROOTS entries must be absolute paths, got "${root}"`);
+  }
+  const corsOrigins = typeof parsed.CORS_ORIGINS === 'string' ? splitOrigins(parsed.CORS_ORIGINS) : [];
+  for (const origin of corsOrigins) {
+    if (!isOrigin(origin))
+      problems.push(`CORS_ORIGINS entries must be origins like https://app.example.com, got "${origin}"`);
+  }
+  const tlsCertFile = typeof parsed.TLS_CERT_FILE === 'string' ? parsed.TLS_CERT_FILE : undefined;
+  const tlsKeyFile = typeof parsed.TLS_KEY_FILE === 'string' ? parsed.TLS_KEY_FILE : undefined;
+  if ((tlsCertFile === undefined) !== (tlsKeyFile === undefined)) {
+    problems.push('TLS_CERT_FILE and TLS_KEY_FILE go together: set both or neither');
   }
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -188,6 +232,12 @@ export function loadConfig(env: Env = process.env): CofferConfig {
     jobRetentionSeconds: Number(parsed.JOB_RETENTION_SECONDS),
     jobRetentionCount: Number(parsed.JOB_RETENTION_COUNT),
     apiAdminToken: typeof parsed.API_ADMIN_TOKEN === 'string' ? parsed.API_ADMIN_TOKEN : undefined,
+    metricsPublic: parsed.METRICS_PUBLIC === true,
+    docsPublic: parsed.DOCS_PUBLIC === true,
+    rateLimitPerMinute: Number(parsed.RATE_LIMIT_PER_MINUTE),
+    corsOrigins: Object.freeze(corsOrigins),
+    tlsCertFile,
+    tlsKeyFile,
     logLevel: parsed.LOG_LEVEL as LogLevel,
   });
 }

@@ -8,6 +8,12 @@ export const BACKUP_JOB_NAME = 'backup';
 export interface BackupJobData {
   source: string;
   destination: string;
+  /** Name of the API token that submitted the job; every log row of the job records it as `actor`. */
+  actor?: string;
+  /** The submitting token's own roots when it is limited to part of SOURCE_ROOTS; the worker checks the real path against them. */
+  sourceRoots?: string[];
+  /** Hard-link files unchanged since the destination's previous snapshot instead of copying them. Default true. */
+  incremental?: boolean;
 }
 
 /** What a completed job returns; BullMQ stores it as the job's return value. */
@@ -20,6 +26,19 @@ export interface BackupResult {
   links: number;
   /** Sockets, FIFOs and devices found in the source and not copied. */
   skipped: number;
+  /** Of `files`, those hard-linked from the previous snapshot because they had not changed (absent before incremental snapshots). */
+  filesLinked?: number;
+  /** Their bytes, stored once for both snapshots. */
+  bytesLinked?: number;
+  /** Entries that vanished (`ENOENT`) or could not be opened (`EACCES`) during the copy and were left out. */
+  warnings?: BackupWarnings;
+}
+
+export interface BackupWarnings {
+  /** How many entries were left out. */
+  count: number;
+  /** The first of them (at most 100): path relative to the source, and the error code. */
+  items: { path: string; code: string }[];
 }
 
 export interface BackupProgress {

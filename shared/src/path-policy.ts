@@ -57,3 +57,15 @@ export function defaultDestination(source: string): string {
   if (name === '' || name === '.' || name === '..' || /^_+$/.test(name)) return 'root';
   return name.slice(0, 255);
 }
+
+/**
+ * The roots a request may read from: SOURCE_ROOTS, narrowed to a token's own roots when it
+ * has some. A token root outside SOURCE_ROOTS grants nothing: the configuration always wins.
+ */
+export function effectiveRoots(
+  sourceRoots: readonly string[],
+  tokenRoots?: readonly string[] | null,
+): readonly string[] {
+  if (!tokenRoots) return sourceRoots;
+  return tokenRoots.filter((root) => isAbsolute(root) && isInsideRoots(posix.normalize(root), sourceRoots));
+}

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -12,6 +13,8 @@ const ROOT = new URL('../..', import.meta.url).pathname;
 
 let env: TestEnvironment;
 let baseUrl: string;
+/** The API's admin token (API_ADMIN_TOKEN); every request sends it. */
+const adminToken = `cfr_${randomBytes(32).toString('base64url')}`;
 const processes: { name: string; child: ChildProcess; output: string[] }[] = [];
 
 async function freePort(): Promise<number> {
@@ -35,7 +38,10 @@ function launch(name: string, script: string, extra: Record<string, string>): vo
 }
 
 async function api<T>(path: string, init?: RequestInit): Promise<{ status: number; body: T; headers: Headers }> {
-  const response = await fetch(baseUrl + path, init);
+  const response = await fetch(baseUrl + path, {
+    ...init,
+    headers: { authorization: `Bearer ${adminToken}`, ...(init?.headers as Record<string, string> | undefined) },
+  });
   return { status: response.status, body: (await response.json()) as T, headers: response.headers };
 }
 
@@ -57,7 +63,7 @@ beforeAll(async () => {
   env = await createTestEnvironment();
   const port = await freePort();
   baseUrl = `http://127.0.0.1:${port}`;
-  launch('api', 'api/dist/server.js', { PORT: String(port), INSTANCE_NAME: 'api-1' });
+  launch('api', 'api/dist/server.js', { PORT: String(port), INSTANCE_NAME: 'api-1', API_ADMIN_TOKEN: adminToken });
   launch('worker-1', 'worker/dist/main.js', { INSTANCE_NAME: 'worker-1' });
   launch('worker-2', 'worker/dist/main.js', { INSTANCE_NAME: 'worker-2' });
   await waitFor(

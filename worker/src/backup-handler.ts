@@ -2,6 +2,7 @@ import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import {
   JobFailure,
+  effectiveRoots,
   encodeFailure,
   type BackupJobData,
   type BackupProgress,
@@ -79,6 +80,7 @@ export function createBackupHandler({ config, outbox, logger: parentLogger, isCa
       attempt,
       worker: config.instanceName,
       destination: job.data.destination,
+      actor: job.data.actor ?? null,
     };
 
     if (job.attemptsStarted > 1) {
@@ -96,7 +98,7 @@ export function createBackupHandler({ config, outbox, logger: parentLogger, isCa
 
     try {
       if (await isCancelRequested(jobId)) throw new JobFailure('CANCELLED', CANCEL_REASON, true);
-      const source = await resolveSource(job.data.source, config.sourceRoots);
+      const source = await resolveSource(job.data.source, effectiveRoots(config.sourceRoots, job.data.sourceRoots));
       const progress = createProgressReporter(job, logger);
       // Totals are counted beside the copy rather than before it, so the copy starts at once.
       measureTree(source, signal).then(
@@ -109,14 +111,25 @@ export function createBackupHandler({ config, outbox, logger: parentLogger, isCa
         destination: job.data.destination,
         jobId,
         startedAt: new Date(job.processedOn ?? Date.now()),
-        concurrency: config.copyConcurrency,
+        incremental: job.data.incremental ?? true,
         signal,
         onProgress: (counts) => progress.copied(counts.files, counts.bytes),
       });
-      const { path, files, bytes, durationMs, dirs, links, skipped } = snapshot;
-      const result: BackupResult = { path, files, bytes, durationMs, dirs, links, skipped };
+      const { path, files, bytes, durationMs, dirs, links, skipped, filesLinked, bytesLinked, warnings } = snapshot;
+      const result: BackupResult = {
+        path,
+        files,
+        bytes,
+        durationMs,
+        dirs,
+        links,
+        skipped,
+        filesLinked,
+        bytesLinked,
+        warnings,
+      };
       await outbox.record([{ ...row, status: 'completed', snapshot: path, files, bytes, durationMs }], result);
-      logger.info({ files, bytes, durationMs, path }, 'backup completed');
+      logger.info({ files, bytes, durationMs, path, filesLinked, warnings: warnings.count }, 'backup completed');
       return result;
     } catch (err) {
       if (signal?.aborted && signal.reason === SHUTDOWN_REASON) {

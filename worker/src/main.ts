@@ -4,7 +4,7 @@ import { startWorker, type RunningWorker } from './start-worker.js';
 
 const config = loadConfigOrExit();
 const logger = createLogger('coffer-worker', config.logLevel).child({ worker: config.instanceName });
-let running: RunningWorker | undefined;
+let running: RunningWorker | undefined = undefined;
 
 // Registered first, so a stop during start-up is graceful too.
 async function shutdown(signal: string): Promise<void> {

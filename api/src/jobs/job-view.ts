@@ -24,6 +24,8 @@ export interface JobView {
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
+  /** The token that submitted the job; null for jobs from before authentication. */
+  actor: string | null;
 }
 
 const NO_PROGRESS: BackupProgress = { files: 0, filesTotal: 0, bytes: 0, bytesTotal: 0 };
@@ -59,6 +61,7 @@ export function viewFromQueueJob(
     createdAt: new Date(job.timestamp).toISOString(),
     startedAt: iso(job.processedOn),
     finishedAt: isTerminal(status) ? iso(job.finishedOn) : null,
+    actor: job.data.actor ?? null,
   };
   if (status === 'completed' && job.returnvalue) {
     view.result = job.returnvalue;
@@ -89,6 +92,7 @@ export function viewFromLog(rows: readonly LogRow[]): JobView | null {
     createdAt: queued.date.toISOString(),
     startedAt: started ? started.date.toISOString() : null,
     finishedAt: isTerminal(status) ? last.date.toISOString() : null,
+    actor: queued.actor,
   };
   if (status === 'completed') {
     const result = {

@@ -16,7 +16,12 @@ export default fp(
           { name: 'jobs', description: 'Backup jobs' },
           { name: 'logs', description: 'The log of status transitions' },
           { name: 'health', description: 'Liveness, readiness, metrics' },
+          { name: 'tokens', description: 'API tokens (admin)' },
         ],
+        components: {
+          securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A Coffer API token (cfr_…)' } },
+        },
+        security: [{ bearer: [] }],
       },
       refResolver: {
         buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),

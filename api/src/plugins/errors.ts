@@ -30,17 +30,22 @@ function requestedSource(request: FastifyRequest): string {
   return typeof body?.source === 'string' ? body.source.slice(0, 4096) : '';
 }
 
+// Refusals that write no `rejected` row: without a valid token nobody is known to have
+// tried, and rate-limited requests must not cost a write each.
+const UNRECORDED = new Set([401, 429]);
+
 /**
  * One error shape for every route: `{statusCode, error, message, code}`. 5xx
  * internals stay in the server log. A refused backup request leaves one
- * `rejected` row in the log.
+ * `rejected` row in the log, naming the token that tried.
  */
 export default fp<{ config: CofferConfig }>(
   async (app, { config }) => {
     app.setErrorHandler(async (error: FastifyError, request, reply) => {
       const { statusCode, code, message } = describe(error);
       if (statusCode >= 500) request.log.error({ err: error, cause: error.cause }, 'request failed');
-      if (statusCode < 500 && request.method === 'POST' && request.routeOptions.url === '/backup') {
+      const recorded = statusCode < 500 && !UNRECORDED.has(statusCode);
+      if (recorded && request.method === 'POST' && request.routeOptions.url === '/backup') {
         await app.logStore
           .append({
             action: 'backup',
@@ -51,6 +56,7 @@ export default fp<{ config: CofferConfig }>(
             worker: config.instanceName,
             code,
             message: message.slice(0, 2000),
+            actor: request.principal?.name ?? null,
           })
           .catch((err: unknown) => request.log.error({ err }, 'cannot log a rejected request'));
       }

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin';
-import { createLogRepository, createMysqlPool, type CofferConfig, type LogRepository } from '@coffer/shared';
-import { LogUnavailable } from '../errors.js';
+import { createLogRepository, type LogRepository } from '@coffer/shared';
+import { unavailableOnFailure } from '../unavailable.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -8,31 +8,10 @@ declare module 'fastify' {
   }
 }
 
-type AsyncMethods = Record<string, (...args: never[]) => Promise<unknown>>;
-
-/** Any failure of the log becomes a 503 LOG_UNAVAILABLE; the cause stays in the server log. */
-function unavailableOnFailure<T extends AsyncMethods>(methods: T): T {
-  const wrapped = Object.entries(methods).map(([name, method]) => [
-    name,
-    async (...args: never[]) => {
-      try {
-        return await method(...args);
-      } catch (err) {
-        throw new LogUnavailable({ cause: err });
-      }
-    },
-  ]);
-  return Object.fromEntries(wrapped) as T;
-}
-
-/** The MySQL log repository, closed with the app. */
-export default fp<{ config: CofferConfig }>(
-  async (app, { config }) => {
-    const pool = createMysqlPool(config.mysql);
-    app.decorate('logStore', unavailableOnFailure(createLogRepository(pool)));
-    app.addHook('onClose', async () => {
-      await pool.end();
-    });
+/** The MySQL log repository. */
+export default fp(
+  async (app) => {
+    app.decorate('logStore', unavailableOnFailure(createLogRepository(app.mysql)));
   },
-  { name: 'log-store' },
+  { name: 'log-store', dependencies: ['mysql'] },
 );

@@ -2,6 +2,7 @@ import fp from 'fastify-plugin';
 import { QueueEvents } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { QUEUE_NAME, createRedis, decodeFailure, type CofferConfig } from '@coffer/shared';
+import { ANY_ROLE } from '../auth/roles.js';
 
 const QUEUE_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed'] as const;
 const CLOSE_TIMEOUT_MS = 1000;
@@ -72,7 +73,11 @@ export default fp<{ config: CofferConfig }>(
 
     app.get(
       '/metrics',
-      { schema: { summary: 'Prometheus metrics', tags: ['health'], produces: ['text/plain'] } },
+      {
+        // Queue depth and traffic say little, but only to whom METRICS_PUBLIC allows.
+        config: { access: config.metricsPublic ? 'public' : ANY_ROLE },
+        schema: { summary: 'Prometheus metrics', tags: ['health'], produces: ['text/plain'] },
+      },
       async (_request, reply) => {
         reply.header('content-type', registry.contentType);
         return registry.metrics();

@@ -8,9 +8,13 @@ import {
   checkDestination,
   checkSourcePath,
   defaultDestination,
+  effectiveRoots,
+  isInside,
   isInsideRoots,
   type CofferConfig,
 } from '@coffer/shared';
+import { SUBMITTERS } from '../auth/roles.js';
+import { principalOf } from '../plugins/auth.js';
 import {
   DestinationInvalid,
   IdempotencyKeyReused,
@@ -23,6 +27,7 @@ import { errorResponses } from '../schemas.js';
 interface BackupBody {
   source: string;
   destination?: string;
+  incremental?: boolean;
 }
 
 const IDEMPOTENCY_TTL_SECONDS = 86_400;
@@ -44,6 +49,10 @@ const bodySchema = {
       maxLength: MAX_DESTINATION_LENGTH,
       description: 'Relative name under BACKUP_ROOT ([A-Za-z0-9._-] segments); default: the source base name',
     },
+    incremental: {
+      type: 'boolean',
+      description: "Hard-link files unchanged since the destination's previous snapshot; default true",
+    },
   },
 } as const;
 
@@ -57,12 +66,14 @@ function message(err: unknown): string {
 }
 
 const backupRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { config }) => {
-  const idempotencyKey = (key: string) =>
-    `${config.queuePrefix}:idempotency:${createHash('sha256').update(key).digest('hex')}`;
+  // Keys are per token: another token's key neither replays nor reveals this one's job.
+  const idempotencyKey = (actor: string, key: string) =>
+    `${config.queuePrefix}:idempotency:${createHash('sha256').update(actor).update('\0').update(key).digest('hex')}`;
 
   app.post<{ Body: BackupBody; Headers: { 'idempotency-key'?: string } }>(
     '/backup',
     {
+      config: { access: SUBMITTERS },
       schema: {
         summary: 'Queue a backup of a file or folder',
         tags: ['jobs'],
@@ -77,20 +88,27 @@ const backupRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, {
             properties: { id: { type: 'string' }, status: { type: 'string', enum: ['queued'] } },
             required: ['id', 'status'],
           },
-          ...errorResponses(400, 413, 415, 422, 503),
+          ...errorResponses(400, 401, 403, 413, 415, 422, 429, 503),
         },
       },
     },
     async (request, reply) => {
+      const principal = principalOf(request);
       const problem = checkSourcePath(request.body.source);
       if (problem) throw new SourceInvalid(problem.message);
       const source = normaliseSource(request.body.source);
-      if (!isInsideRoots(source, config.sourceRoots)) {
-        throw new SourceOutsideRoots(`source "${source}" is not inside SOURCE_ROOTS (${config.sourceRoots.join(':')})`);
+      const roots = effectiveRoots(config.sourceRoots, principal.sourceRoots);
+      if (!isInsideRoots(source, roots)) {
+        const narrowed = principal.sourceRoots ? ` as narrowed for token "${principal.name}"` : '';
+        throw new SourceOutsideRoots(`source "${source}" is not inside SOURCE_ROOTS${narrowed} (${roots.join(':')})`);
       }
       const destination = request.body.destination ?? defaultDestination(source);
       const destinationProblem = checkDestination(destination);
       if (destinationProblem) throw new DestinationInvalid(destinationProblem.message);
+      // The segments are safe already; resolving proves no spelling of them leaves BACKUP_ROOT.
+      if (!isInside(posix.resolve(config.backupRoot, destination), config.backupRoot)) {
+        throw new DestinationInvalid(`destination "${destination}" leads outside BACKUP_ROOT`);
+      }
 
       let id: string = randomUUID();
       const key = request.headers['idempotency-key'];
@@ -101,13 +119,13 @@ const backupRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, {
         let stored: string | null;
         try {
           const claimed = await app.redis.set(
-            idempotencyKey(key),
+            idempotencyKey(principal.name, key),
             `${fingerprint} ${id}`,
             'EX',
             IDEMPOTENCY_TTL_SECONDS,
             'NX',
           );
-          stored = claimed === 'OK' ? null : await app.redis.get(idempotencyKey(key));
+          stored = claimed === 'OK' ? null : await app.redis.get(idempotencyKey(principal.name, key));
         } catch (err) {
           throw new QueueUnavailable({ cause: err });
         }
@@ -123,7 +141,7 @@ const backupRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, {
         }
       }
       const forget = async () => {
-        if (key !== undefined) await app.redis.del(idempotencyKey(key)).catch(() => undefined);
+        if (key !== undefined) await app.redis.del(idempotencyKey(principal.name, key)).catch(() => undefined);
       };
 
       const entry = {
@@ -133,6 +151,7 @@ const backupRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, {
         attempt: 1,
         worker: config.instanceName,
         destination,
+        actor: principal.name,
       } as const;
       // `queued` is written before the job exists, so no worker's `active` can precede it.
       try {
@@ -142,7 +161,10 @@ const backupRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, {
         throw err;
       }
       try {
-        await app.backupQueue.add(BACKUP_JOB_NAME, { source, destination }, { jobId: id });
+        // The worker writes the actor on its rows and checks the real path against the token's roots.
+        const data = { source, destination, actor: principal.name, incremental: request.body.incremental };
+        const narrowed = principal.sourceRoots ? { sourceRoots: [...roots] } : {};
+        await app.backupQueue.add(BACKUP_JOB_NAME, { ...data, ...narrowed }, { jobId: id });
       } catch (err) {
         // The job never reached the queue: close its history so it does not look pending forever.
         await forget();

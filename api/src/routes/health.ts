@@ -21,6 +21,7 @@ const healthRoutes: FastifyPluginAsync = async (app) => {
   app.get(
     '/health',
     {
+      config: { access: 'public' },
       schema: {
         summary: 'Liveness: 200 while the process runs',
         tags: ['health'],
@@ -33,6 +34,7 @@ const healthRoutes: FastifyPluginAsync = async (app) => {
   app.get(
     '/ready',
     {
+      config: { access: 'public' },
       schema: {
         summary: 'Readiness: 200 when Redis and MySQL answer, else 503 naming the one that does not',
         tags: ['health'],

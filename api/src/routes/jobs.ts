@@ -1,8 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { JOB_STATUSES, isTerminal, requestCancel, type CofferConfig, type JobStatus } from '@coffer/shared';
+import { ANY_ROLE, SUBMITTERS, maySeeJob, seesAllJobs, type Principal } from '../auth/roles.js';
 import { JobFinished, JobNotFound, QueueUnavailable } from '../errors.js';
 import { createJobLookup } from '../jobs/job-lookup.js';
 import type { JobView } from '../jobs/job-view.js';
+import { principalOf } from '../plugins/auth.js';
 import { cursorQuery, errorResponses } from '../schemas.js';
 
 const idParams = {
@@ -19,16 +21,18 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
   app.get<{ Params: { id: string } }>(
     '/jobs/:id',
     {
+      config: { access: ANY_ROLE },
       schema: {
         summary: 'One job: status, progress, result or error',
+        description: "An operator sees only the jobs it submitted; others' are 404, as if unknown.",
         tags: ['jobs'],
         params: idParams,
-        response: { 200: { $ref: 'Job#' }, ...errorResponses(400, 404) },
+        response: { 200: { $ref: 'Job#' }, ...errorResponses(400, 401, 403, 404, 429, 503) },
       },
     },
     async (request) => {
       const view = await lookup.get(request.params.id);
-      if (!view) throw new JobNotFound(request.params.id);
+      if (!view || !maySeeJob(principalOf(request), view.actor)) throw new JobNotFound(request.params.id);
       return view;
     },
   );
@@ -36,8 +40,10 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
   app.get<{ Querystring: { status?: JobStatus; limit: number; cursor?: number } }>(
     '/jobs',
     {
+      config: { access: ANY_ROLE },
       schema: {
         summary: 'Jobs, newest first',
+        description: 'An operator sees only the jobs it submitted.',
         tags: ['jobs'],
         querystring: {
           type: 'object',
@@ -53,13 +59,15 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
             },
             required: ['items', 'nextCursor'],
           },
-          ...errorResponses(400),
+          ...errorResponses(400, 401, 403, 429, 503),
         },
       },
     },
     async (request) => {
       const { status, cursor, limit } = request.query;
-      const page = await app.logStore.jobIds({ status, cursor, limit });
+      const principal = principalOf(request);
+      const actor = seesAllJobs(principal) ? undefined : principal.name;
+      const page = await app.logStore.jobIds({ status, cursor, limit, actor });
       return { items: await lookup.many(page.items.map((item) => item.jobId)), nextCursor: page.nextCursor };
     },
   );
@@ -67,19 +75,25 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
   app.delete<{ Params: { id: string } }>(
     '/jobs/:id',
     {
+      config: { access: SUBMITTERS },
       schema: {
         summary: 'Cancel a queued or running job',
         description:
           'A queued job is cancelled at once (200). A running job is asked to stop (202); its copy stops within a second, its partial snapshot is removed and it ends as cancelled.',
         tags: ['jobs'],
         params: idParams,
-        response: { 200: { $ref: 'Job#' }, 202: { $ref: 'Job#' }, ...errorResponses(400, 404, 409, 503) },
+        response: {
+          200: { $ref: 'Job#' },
+          202: { $ref: 'Job#' },
+          ...errorResponses(400, 401, 403, 404, 409, 429, 503),
+        },
       },
     },
     async (request, reply) => {
       const { id } = request.params;
+      const principal = principalOf(request);
       const view = await lookup.get(id);
-      if (!view) throw new JobNotFound(id);
+      if (!view || !maySeeJob(principal, view.actor)) throw new JobNotFound(id);
       if (isTerminal(view.status)) throw new JobFinished(id, view.status);
 
       let outcome: 'removed' | 'lost' | 'signalled';
@@ -89,12 +103,12 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
         throw new QueueUnavailable({ cause: err });
       }
       if (outcome === 'signalled') {
-        request.log.info({ jobId: id }, 'cancel requested for running job');
+        request.log.info({ jobId: id, by: principal.name }, 'cancel requested for running job');
         return reply.code(202).send(view);
       }
       // A queued job removed now, or one Redis lost while the log shows it pending: nothing can run it any more.
-      request.log.info({ jobId: id, outcome }, 'job cancelled');
-      return reply.code(200).send(await recordCancelled(view));
+      request.log.info({ jobId: id, outcome, by: principal.name }, 'job cancelled');
+      return reply.code(200).send(await recordCancelled(view, principal));
     },
   );
 
@@ -113,8 +127,8 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
     return 'signalled';
   }
 
-  async function recordCancelled(view: JobView): Promise<JobView> {
-    const message = 'cancelled before it ran';
+  async function recordCancelled(view: JobView, by: Principal): Promise<JobView> {
+    const message = `cancelled before it ran, by token "${by.name}"`;
     await app.logStore.append({
       action: 'backup',
       parameter: view.source,
@@ -125,6 +139,8 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
       code: 'CANCELLED',
       message,
       destination: view.destination,
+      // The job's rows all name the token that submitted it; the canceller is in the message.
+      actor: view.actor,
     });
     const finishedAt = new Date().toISOString();
     return { ...view, status: 'cancelled', error: { code: 'CANCELLED', message }, finishedAt };

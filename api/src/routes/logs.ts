@@ -1,5 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { JOB_STATUSES, type LogStatus } from '@coffer/shared';
+import { ANY_ROLE, seesAllJobs } from '../auth/roles.js';
+import { principalOf } from '../plugins/auth.js';
 import { cursorQuery, errorResponses } from '../schemas.js';
 
 interface LogsQuery {
@@ -15,8 +17,10 @@ const logRoutes: FastifyPluginAsync = async (app) => {
   app.get<{ Querystring: LogsQuery }>(
     '/logs',
     {
+      config: { access: ANY_ROLE },
       schema: {
         summary: 'Log rows (status transitions), newest first',
+        description: 'An operator sees only the rows of its own jobs and requests.',
         tags: ['logs'],
         querystring: {
           type: 'object',
@@ -38,13 +42,15 @@ const logRoutes: FastifyPluginAsync = async (app) => {
             },
             required: ['items', 'nextCursor'],
           },
-          ...errorResponses(400),
+          ...errorResponses(400, 401, 403, 429, 503),
         },
       },
     },
     async (request) => {
       const { jobId, status, since, until, limit, cursor } = request.query;
+      const principal = principalOf(request);
       return app.logStore.query({
+        actor: seesAllJobs(principal) ? undefined : principal.name,
         jobId,
         status,
         since: since === undefined ? undefined : new Date(since),

@@ -1,5 +1,6 @@
 export { copyTree, DEFAULT_COPY_CONCURRENCY, UnsupportedSourceError } from './copy-tree.js';
-export type { CopyCounts, CopyOptions } from './copy-tree.js';
+export type { CopyCounts, CopyOptions, CopyReport, CopyWarning, CopyWarnings } from './copy-tree.js';
+export { MAX_LISTED_WARNINGS } from './copy-counts.js';
 export { measureTree } from './measure-tree.js';
 export type { TreeSize } from './measure-tree.js';
 export { createSnapshot, snapshotName } from './snapshot.js';

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { JobFailure } from '@coffer/shared';
-import { UnsupportedSourceError } from './copy-tree.js';
+import { UnsupportedSourceError } from './unsupported-source.js';
 import { errorDest, isErrnoException } from './errno.js';
 
 export interface SnapshotPaths {

@@ -2,7 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { JobFailure } from '@coffer/shared';
-import { copyTree, type CopyCounts, type CopyOptions } from './copy-tree.js';
+import { copyTree, type CopyOptions, type CopyReport } from './copy-tree.js';
 import { removeTree } from './remove-tree.js';
 import { toSnapshotFailure, type SnapshotPaths } from './snapshot-failure.js';
 
@@ -16,14 +16,21 @@ export interface SnapshotRequest {
   jobId: string;
   /** Names the snapshot folder. */
   startedAt: Date;
-  /** Files copied at once. Default 16 (see `copyTree`). */
+  /**
+   * Hard-link the files unchanged since the newest complete snapshot in the same folder
+   * (same size, mode and mtime) instead of copying them, as `rsync --link-dest`. Each
+   * snapshot still holds every file, and deleting an older one never harms a newer one.
+   * Default true.
+   */
+  incremental?: boolean;
+  /** @deprecated No effect (see `CopyOptions.concurrency`). */
   concurrency?: number;
   /** Aborting stops the copy, removes the partial folder and rejects with `signal.reason`. */
   signal?: AbortSignal;
   onProgress?: CopyOptions['onProgress'];
 }
 
-export interface SnapshotResult extends CopyCounts {
+export interface SnapshotResult extends CopyReport {
   /** The snapshot folder, `<backupRoot>/<destination>/<snapshotName>`. */
   path: string;
   /** Time spent copying, in milliseconds. */
@@ -53,8 +60,9 @@ export async function createSnapshot(request: SnapshotRequest): Promise<Snapshot
   request.signal?.throwIfAborted();
   const folder = path.join(request.backupRoot, request.destination);
   const paths: SnapshotPaths = { source: request.source, backupRoot: request.backupRoot, folder };
+  let previous: string | undefined;
   try {
-    await prepareFolder(folder, request.jobId);
+    previous = await prepareFolder(folder, request.jobId);
   } catch (error) {
     throw toSnapshotFailure(error, paths, 'destination');
   }
@@ -62,15 +70,15 @@ export async function createSnapshot(request: SnapshotRequest): Promise<Snapshot
   const finalPath = path.join(folder, snapshotName(request.startedAt, request.jobId));
   const started = performance.now();
   try {
-    const counts = await copyTree(request.source, partial, {
-      concurrency: request.concurrency,
+    const report = await copyTree(request.source, partial, {
+      previous: request.incremental === false ? undefined : previous,
       signal: request.signal,
       onProgress: request.onProgress,
     });
     // A job cancelled after its last file must not appear as a finished snapshot.
     request.signal?.throwIfAborted();
     await fs.rename(partial, finalPath);
-    return { ...counts, path: finalPath, durationMs: Math.round(performance.now() - started) };
+    return { ...report, path: finalPath, durationMs: Math.round(performance.now() - started) };
   } catch (error) {
     await discardPartial(partial);
     if (request.signal?.aborted) throw request.signal.reason;
@@ -82,14 +90,23 @@ export async function createSnapshot(request: SnapshotRequest): Promise<Snapshot
  * Creates the destination folder and removes what an earlier attempt of the same job
  * left: its partial folder, and a final folder it may have renamed just before
  * crashing, unrecorded. Redoing the copy is safer than trusting either.
+ *
+ * Returns the newest complete snapshot of another job in the folder, if any: a final
+ * name appears only once a copy is complete, and `.partial-*` folders never qualify.
  */
-async function prepareFolder(folder: string, jobId: string): Promise<void> {
+async function prepareFolder(folder: string, jobId: string): Promise<string | undefined> {
   await fs.mkdir(folder, { recursive: true });
   const leftovers: string[] = [];
+  let newest: string | undefined;
   for await (const entry of await fs.opendir(folder)) {
     if (isLeftoverOf(entry.name, jobId)) leftovers.push(path.join(folder, entry.name));
+    // The names start with a sortable UTC timestamp.
+    else if (entry.isDirectory() && SNAPSHOT_NAME.test(entry.name) && (newest === undefined || entry.name > newest)) {
+      newest = entry.name;
+    }
   }
   for (const leftover of leftovers) await removeTree(leftover);
+  return newest === undefined ? undefined : path.join(folder, newest);
 }
 
 function isLeftoverOf(name: string, jobId: string): boolean {

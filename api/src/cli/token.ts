@@ -1,0 +1,33 @@
+import { pino } from 'pino';
+import { migrate } from '@coffer/db';
+import { REDACTED_PATHS, createMysqlPool, loadConfigOrExit } from '@coffer/shared';
+import { createTokenRepository } from '../auth/token-repository.js';
+import { runTokenCommand } from './token-command.js';
+
+// `pnpm --dir api token create --name ci --role operator`: manages API tokens straight in
+// MySQL, with the API's own configuration. Stdout carries only the secret or the listing.
+const config = loadConfigOrExit();
+const logger = pino(
+  { name: 'coffer-token', level: config.logLevel === 'info' ? 'warn' : config.logLevel, redact: REDACTED_PATHS },
+  pino.destination(2),
+);
+
+try {
+  await migrate(config.mysql, logger);
+} catch (err) {
+  logger.fatal({ err }, 'cannot apply database migrations');
+  process.stderr.write('coffer token: cannot reach or migrate the database (see MYSQL_* settings)\n');
+  process.exit(1);
+}
+
+const pool = createMysqlPool(config.mysql, { connectionLimit: 1 });
+try {
+  process.exitCode = await runTokenCommand(process.argv.slice(2), {
+    tokens: createTokenRepository(pool),
+    config,
+    out: (line) => process.stdout.write(`${line}\n`),
+    err: (line) => process.stderr.write(`${line}\n`),
+  });
+} finally {
+  await pool.end();
+}

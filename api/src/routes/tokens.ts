@@ -1,0 +1,122 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { MAX_PATH_LENGTH, type CofferConfig } from '@coffer/shared';
+import { ADMIN_ONLY, ROLES } from '../auth/roles.js';
+import { MAX_TOKEN_ROOTS, createToken, viewOf } from '../auth/token-admin.js';
+import { TokenNotFound } from '../errors.js';
+import { principalOf } from '../plugins/auth.js';
+import { errorResponses } from '../schemas.js';
+
+const tokenProperties = {
+  id: { type: 'integer' },
+  name: { type: 'string' },
+  role: { type: 'string', enum: ROLES },
+  sourceRoots: {
+    type: ['array', 'null'],
+    items: { type: 'string' },
+    description: 'Folders inside SOURCE_ROOTS the token may back up; null: all of SOURCE_ROOTS',
+  },
+  createdAt: { type: 'string', format: 'date-time' },
+  lastUsedAt: { type: ['string', 'null'], format: 'date-time', description: 'Updated at most once a minute' },
+  revokedAt: { type: ['string', 'null'], format: 'date-time' },
+} as const;
+const tokenRequired = ['id', 'name', 'role', 'sourceRoots', 'createdAt', 'lastUsedAt', 'revokedAt'];
+const tokenView = { type: 'object', properties: tokenProperties, required: tokenRequired } as const;
+
+interface CreateBody {
+  name: string;
+  role: (typeof ROLES)[number];
+  sourceRoots?: string[];
+}
+
+const tokenRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { config }) => {
+  const admins = { access: ADMIN_ONLY };
+
+  app.post<{ Body: CreateBody }>(
+    '/tokens',
+    {
+      config: admins,
+      schema: {
+        summary: 'Create an API token (admin); the answer is the only time its secret is shown',
+        tags: ['tokens'],
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['name', 'role'],
+          properties: {
+            name: { type: 'string', minLength: 1, maxLength: 64, description: 'Unique, never reused' },
+            role: { type: 'string', enum: ROLES },
+            sourceRoots: {
+              type: 'array',
+              minItems: 1,
+              maxItems: MAX_TOKEN_ROOTS,
+              items: { type: 'string', minLength: 1, maxLength: MAX_PATH_LENGTH },
+              description: 'Limit the token to these folders inside SOURCE_ROOTS',
+            },
+          },
+        },
+        response: {
+          201: {
+            type: 'object',
+            properties: { ...tokenProperties, token: { type: 'string', description: 'The secret; shown once' } },
+            required: [...tokenRequired, 'token'],
+          },
+          ...errorResponses(400, 401, 403, 409, 429, 503),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { token, record } = await createToken(app.tokenStore, config, request.body);
+      request.log.info(
+        { tokenId: record.id, name: record.name, role: record.role, by: principalOf(request).name },
+        'token created',
+      );
+      // The secret must not stay in any cache on the way.
+      return reply
+        .code(201)
+        .header('cache-control', 'no-store')
+        .send({ ...viewOf(record), token });
+    },
+  );
+
+  app.get(
+    '/tokens',
+    {
+      config: admins,
+      schema: {
+        summary: 'Every token, revoked ones too, without secrets (admin)',
+        tags: ['tokens'],
+        response: {
+          200: { type: 'object', properties: { items: { type: 'array', items: tokenView } }, required: ['items'] },
+          ...errorResponses(401, 403, 429, 503),
+        },
+      },
+    },
+    async () => ({ items: (await app.tokenStore.list()).map(viewOf) }),
+  );
+
+  app.delete<{ Params: { id: string } }>(
+    '/tokens/:id',
+    {
+      config: admins,
+      schema: {
+        summary: 'Revoke a token (admin): it stops working at once; its name stays taken',
+        tags: ['tokens'],
+        params: {
+          type: 'object',
+          required: ['id'],
+          properties: { id: { type: 'string', pattern: '^[0-9]{1,15}$' } },
+        },
+        response: { 200: tokenView, ...errorResponses(400, 401, 403, 404, 429, 503) },
+      },
+    },
+    async (request) => {
+      const record = await app.tokenStore.revoke(Number(request.params.id));
+      if (!record) throw new TokenNotFound(request.params.id);
+      app.tokenRevoked(record);
+      request.log.info({ tokenId: record.id, name: record.name, by: principalOf(request).name }, 'token revoked');
+      return viewOf(record);
+    },
+  );
+};
+
+export default tokenRoutes;

@@ -1,0 +1,170 @@
+import { mkdirSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { caseResult, type CaseResult } from './report.js';
+import { RUNS } from './settings.js';
+import { flushWrites, interleave, timeCommand, timed } from './timing.js';
+
+/** The copy engine the worker uses, from its build (types from its sources). */
+type CopyEngine = typeof import('../worker/src/copy/index.js');
+
+export async function loadCopyEngine(root: string): Promise<CopyEngine> {
+  return (await import(new URL('worker/dist/copy/index.js', `file://${root}/`).href)) as CopyEngine;
+}
+
+export interface CopySources {
+  bigFile: string;
+  smallFiles: string;
+  mediumFiles: string;
+}
+
+/**
+ * The copy cases: Coffer's `createSnapshot` (from start to a complete, renamed snapshot)
+ * against `cp -a` (and `rsync -a`), each into a fresh folder. Outputs stay until the end of
+ * the benchmark: deleting them before a timed run would slow the file creation it measures.
+ */
+export async function runCopyCases(engine: CopyEngine, sources: CopySources, out: string): Promise<CaseResult[]> {
+  let job = 0;
+  const snapshot = (source: string, backupRoot: string, destination: string) =>
+    engine.createSnapshot({
+      source,
+      backupRoot,
+      destination,
+      jobId: `bench-${(job += 1)}`,
+      startedAt: new Date(),
+    });
+  const fresh = (dir: string) => {
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  };
+
+  const copyCase = async (
+    label: string,
+    source: { path: string; isFile: boolean },
+    runs: number,
+    withRsync: boolean,
+  ): Promise<Map<string, number[]>> => {
+    const dir = join(out, label);
+    // A file is copied into a folder under its own name, as Coffer does.
+    const cpTarget = (name: string) =>
+      source.isFile ? join(fresh(join(dir, name)), basename(source.path)) : join(fresh(dir), name);
+    const contenders = [
+      { name: 'coffer', run: (run: number) => timed(() => snapshot(source.path, join(dir, 'coffer'), `run-${run}`)) },
+      { name: 'cp', run: async (run: number) => timeCommand('cp', ['-a', source.path, cpTarget(`cp-${run}`)]) },
+    ];
+    if (withRsync) {
+      contenders.push({
+        name: 'rsync',
+        run: async (run: number) =>
+          timeCommand('rsync', ['-a', `${source.path}/`, `${join(fresh(dir), `rsync-${run}`)}/`]),
+      });
+    }
+    // Warm-up: the sources into the page cache, the copy thread started.
+    for (const contender of contenders) await contender.run(-1);
+    return interleave(runs, contenders, flushWrites);
+  };
+
+  const results: CaseResult[] = [];
+
+  console.log('case: copy one 1 GiB file');
+  const big = await copyCase('big', { path: sources.bigFile, isFile: true }, RUNS.bigFile, false);
+  results.push(
+    caseResult({
+      name: 'copy one 1 GiB file',
+      unit: 's',
+      target: '<= 1.1',
+      baselineName: 'cp -a',
+      coffer: big.get('coffer') ?? [],
+      baseline: big.get('cp') ?? [],
+    }),
+  );
+
+  console.log('case: copy 20,000 × 4 KiB files in 200 folders');
+  const small = await copyCase('small', { path: sources.smallFiles, isFile: false }, RUNS.smallFiles, true);
+  results.push(
+    caseResult({
+      name: 'copy 20,000 × 4 KiB files in 200 folders',
+      unit: 's',
+      target: '<= 1.3',
+      baselineName: 'cp -a',
+      coffer: small.get('coffer') ?? [],
+      baseline: small.get('cp') ?? [],
+    }),
+    caseResult({
+      name: 'copy 20,000 × 4 KiB files: below rsync',
+      unit: 's',
+      target: '< 1',
+      baselineName: 'rsync -a',
+      coffer: small.get('coffer') ?? [],
+      baseline: small.get('rsync') ?? [],
+    }),
+  );
+
+  console.log('case: copy 2,000 × 256 KiB files');
+  const medium = await copyCase('medium', { path: sources.mediumFiles, isFile: false }, RUNS.mediumFiles, false);
+  results.push(
+    caseResult({
+      name: 'copy 2,000 × 256 KiB files',
+      unit: 's',
+      target: '<= 1.3',
+      baselineName: 'cp -a',
+      coffer: medium.get('coffer') ?? [],
+      baseline: medium.get('cp') ?? [],
+    }),
+  );
+
+  console.log('case: incremental snapshot of the unchanged 20k tree');
+  results.push(await incrementalCase(snapshot, sources.smallFiles, join(out, 'incremental')));
+  return results;
+}
+
+/**
+ * Each side keeps a chain of snapshots of the unchanged tree, each linked from the one
+ * before: Coffer into one destination folder (it finds its previous snapshot itself),
+ * rsync with `--link-dest` naming its previous copy.
+ */
+async function incrementalCase(
+  snapshot: (source: string, backupRoot: string, destination: string) => Promise<{ path: string; filesLinked: number }>,
+  source: string,
+  dir: string,
+): Promise<CaseResult> {
+  const rsyncDir = join(dir, 'rsync');
+  mkdirSync(rsyncDir, { recursive: true });
+  let previousRsync = join(rsyncDir, 'full');
+  // Untimed: the first, full copies the chains start from, then one warm-up run each.
+  timeCommand('rsync', ['-a', `${source}/`, `${previousRsync}/`]);
+  await snapshot(source, join(dir, 'coffer'), 'tree');
+  let unlinked = 0;
+  const contenders = [
+    {
+      name: 'coffer',
+      run: async () => {
+        let linked = 0;
+        const seconds = await timed(async () => {
+          linked = (await snapshot(source, join(dir, 'coffer'), 'tree')).filesLinked;
+        });
+        if (linked !== 20_000) unlinked += 1;
+        return seconds;
+      },
+    },
+    {
+      name: 'rsync',
+      run: async (run: number) => {
+        const next = join(rsyncDir, `run-${run}`);
+        const seconds = timeCommand('rsync', ['-a', `--link-dest=${previousRsync}`, `${source}/`, `${next}/`]);
+        previousRsync = next;
+        return seconds;
+      },
+    },
+  ];
+  for (const contender of contenders) await contender.run(-1);
+  const samples = await interleave(RUNS.incremental, contenders, flushWrites);
+  return caseResult({
+    name: 'incremental snapshot of the unchanged 20k tree',
+    unit: 's',
+    target: '<= 1.0',
+    baselineName: 'rsync -a --link-dest',
+    coffer: samples.get('coffer') ?? [],
+    baseline: samples.get('rsync') ?? [],
+    ...(unlinked > 0 ? { note: `${unlinked} Coffer runs did not link every file` } : {}),
+  });
+}

@@ -1,0 +1,67 @@
+// `pnpm bench`: Coffer against cp, rsync and bare BullMQ on this machine. See the README's
+// "Performance" section; results go to stdout and bench/results/latest.json.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { loadCopyEngine, runCopyCases } from './copy-cases.js';
+import { DATASETS, ensureDataset } from './datasets.js';
+import { describeMachine, ensureRsync, waitForSettledFileSystem } from './machine.js';
+import { formatTable, writeResults, type CaseResult } from './report.js';
+import { runEndToEndCase, runHttpCase, runMemoryCase } from './service-cases.js';
+import { BENCH_DIR, DATA_DIR, OUT_DIR, RESULTS_FILE, ROOT } from './settings.js';
+import { cleanup, createScope } from './stack.js';
+
+const started = performance.now();
+const only = process.argv.slice(2);
+const selected = (group: string) => only.length === 0 || only.includes(group);
+
+ensureRsync();
+mkdirSync(OUT_DIR, { recursive: true });
+// Outputs of an interrupted run: moved aside now, deleted with this run's at the end.
+for (const leftover of readdirSync(OUT_DIR)) renameSync(join(OUT_DIR, leftover), join(OUT_DIR, `old-${leftover}`));
+const out = join(OUT_DIR, `run-${Date.now()}`);
+mkdirSync(join(out, 'logs'), { recursive: true });
+
+console.log(`data in ${DATA_DIR}, outputs in ${out}`);
+const sources = {
+  bigFile: ensureDataset(DATA_DIR, DATASETS.bigFile),
+  smallFiles: ensureDataset(DATA_DIR, DATASETS.smallFiles),
+  mediumFiles: ensureDataset(DATA_DIR, DATASETS.mediumFiles),
+  tiny: ensureDataset(DATA_DIR, DATASETS.tiny),
+  million: selected('memory') ? ensureDataset(DATA_DIR, DATASETS.million) : '',
+};
+spawnSync('sync');
+const settled = await waitForSettledFileSystem(join(out, 'probe'));
+const machine = {
+  ...describeMachine(BENCH_DIR),
+  fileCreationProbe: { usPerFile: Number(settled.usPerFile.toFixed(1)), waitedMs: settled.waitedMs },
+};
+
+const cases: CaseResult[] = [];
+const scope = createScope(join(out, 'logs'));
+try {
+  if (selected('copy')) cases.push(...(await runCopyCases(await loadCopyEngine(ROOT), sources, join(out, 'copy'))));
+  const dirs = { sourceRoot: DATA_DIR, out: join(out, 'services') };
+  if (selected('http')) cases.push(await runHttpCase(scope, dirs, sources.tiny));
+  if (selected('e2e')) cases.push(await runEndToEndCase(scope, dirs, sources.tiny));
+  if (selected('memory')) cases.push(await runMemoryCase(scope, dirs, sources.million));
+} finally {
+  await cleanup(scope);
+}
+
+const runtimeSeconds = Math.round((performance.now() - started) / 1000);
+const results = { ...machine, loadAverageAtEnd: os.loadavg().map((load) => Number(load.toFixed(2))), runtimeSeconds };
+writeResults(RESULTS_FILE, results, cases);
+console.log(`\n${formatTable(cases)}\n`);
+console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.fileSystem}`);
+console.log(`results: ${RESULTS_FILE}; ${runtimeSeconds} s`);
+
+// Last, so no timed run followed a large delete (ext4 here creates files slowly for a while after one).
+const cleanupStarted = performance.now();
+for (const entry of readdirSync(OUT_DIR)) {
+  const path = join(OUT_DIR, entry);
+  if (existsSync(path)) spawnSync('rm', ['-rf', path]);
+}
+console.log(`outputs removed in ${((performance.now() - cleanupStarted) / 1000).toFixed(0)} s`);

@@ -1,0 +1,92 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { median } from './timing.js';
+
+/** Whether lower or higher is better decides the ratio's direction: it is always Coffer / baseline. */
+export interface CaseResult {
+  name: string;
+  /** Median of Coffer's runs. */
+  coffer: number;
+  /** Median of the baseline's runs; null when the case has none. */
+  baseline: number | null;
+  baselineName: string | null;
+  unit: string;
+  /** coffer / baseline (times: lower is better; rates: higher is better). */
+  ratio: number | null;
+  /** The bound from the issue, on the ratio (or on `coffer` when there is no baseline), e.g. "<= 1.1". */
+  target: string;
+  met: boolean;
+  samples: { coffer: number[]; baseline: number[] };
+  note?: string;
+}
+
+export interface CaseSpec {
+  name: string;
+  unit: string;
+  target: string;
+  baselineName: string | null;
+  coffer: readonly number[];
+  baseline?: readonly number[];
+  note?: string;
+}
+
+export function caseResult(spec: CaseSpec): CaseResult {
+  const coffer = median(spec.coffer);
+  const baseline = spec.baseline ? median(spec.baseline) : null;
+  const ratio = baseline === null ? null : coffer / baseline;
+  return {
+    name: spec.name,
+    coffer: round(coffer),
+    baseline: baseline === null ? null : round(baseline),
+    baselineName: spec.baselineName,
+    unit: spec.unit,
+    ratio: ratio === null ? null : round(ratio),
+    target: spec.target,
+    met: meets(ratio ?? coffer, spec.target),
+    samples: { coffer: spec.coffer.map(round), baseline: (spec.baseline ?? []).map(round) },
+    ...(spec.note === undefined ? {} : { note: spec.note }),
+  };
+}
+
+function meets(value: number, target: string): boolean {
+  const match = /^(<=|>=|<|>)\s*([\d.]+)$/.exec(target);
+  if (!match) throw new Error(`bad target ${target}`);
+  const bound = Number(match[2]);
+  switch (match[1]) {
+    case '<=':
+      return value <= bound;
+    case '>=':
+      return value >= bound;
+    case '<':
+      return value < bound;
+    default:
+      return value > bound;
+  }
+}
+
+function round(value: number): number {
+  if (!Number.isFinite(value)) return value;
+  const digits = Math.abs(value) >= 100 ? 0 : Math.abs(value) >= 10 ? 1 : 3;
+  return Number(value.toFixed(digits));
+}
+
+export function formatTable(cases: readonly CaseResult[]): string {
+  const header = ['case', 'coffer', 'baseline', 'ratio', 'target', 'met'];
+  const rows = cases.map((result) => [
+    result.name,
+    `${result.coffer} ${result.unit}`,
+    result.baseline === null ? '—' : `${result.baseline} ${result.unit} (${result.baselineName ?? ''})`,
+    result.ratio === null ? '—' : result.ratio.toFixed(2),
+    result.target,
+    result.met ? 'yes' : 'NO',
+  ]);
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]?.length ?? 0)));
+  const line = (cells: readonly string[]) =>
+    `| ${cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join(' | ')} |`;
+  return [line(header), line(widths.map((width) => '-'.repeat(width))), ...rows.map(line)].join('\n');
+}
+
+export function writeResults(file: string, machine: object, cases: readonly CaseResult[]): void {
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify({ machine, cases }, null, 2)}\n`);
+}

@@ -1,0 +1,309 @@
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import autocannon from 'autocannon';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { createConnection } from 'mysql2/promise';
+import { caseResult, type CaseResult } from './report.js';
+import { E2E_JOBS, E2E_WORKER_CONCURRENCY, HTTP_CONNECTIONS, HTTP_SECONDS, RUNS } from './settings.js';
+import {
+  cofferEnvironment,
+  freePort,
+  isolate,
+  launch,
+  mysqlServer,
+  peakRssMiB,
+  redisUrl,
+  stop,
+  waitForHttp,
+  type Scope,
+} from './stack.js';
+import { interleave } from './timing.js';
+
+const QUEUE_NAME = 'backup';
+const TOKEN = randomBytes(24).toString('hex');
+const AUTHORIZATION = `Bearer ${TOKEN}`;
+
+interface Api {
+  url: string;
+  child: ChildProcess;
+}
+
+/** Where Coffer reads (`SOURCE_ROOTS`) and writes (`BACKUP_ROOT`) in the benchmark. */
+export interface ServiceDirs {
+  sourceRoot: string;
+  out: string;
+}
+
+/**
+ * A Coffer API process as deployed, with an admin token for the benchmark and the rate
+ * limit raised out of the way (its Redis round trip is still paid on every request).
+ */
+async function startCofferApi(
+  scope: Scope,
+  name: string,
+  isolation: { prefix: string; database: string },
+  dirs: ServiceDirs,
+  extra: Record<string, string> = {},
+): Promise<Api> {
+  const port = await freePort();
+  const child = launch(
+    scope,
+    name,
+    ['api/dist/server.js'],
+    cofferEnvironment(isolation, {
+      PORT: String(port),
+      SOURCE_ROOTS: dirs.sourceRoot,
+      BACKUP_ROOT: join(dirs.out, 'backups'),
+      API_ADMIN_TOKEN: TOKEN,
+      RATE_LIMIT_PER_MINUTE: '1000000',
+      INSTANCE_NAME: name,
+      ...extra,
+    }),
+  );
+  const url = `http://127.0.0.1:${port}`;
+  await waitForHttp(`${url}/ready`, child);
+  return { url, child };
+}
+
+function startCofferWorker(
+  scope: Scope,
+  name: string,
+  isolation: { prefix: string; database: string },
+  dirs: ServiceDirs,
+  extra: Record<string, string> = {},
+): ChildProcess {
+  return launch(
+    scope,
+    name,
+    ['worker/dist/main.js'],
+    cofferEnvironment(isolation, {
+      SOURCE_ROOTS: dirs.sourceRoot,
+      BACKUP_ROOT: join(dirs.out, 'backups'),
+      INSTANCE_NAME: name,
+      ...extra,
+    }),
+  );
+}
+
+async function waitForWorkers(queue: Queue, count: number, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await queue.getWorkersCount()) < count) {
+    if (Date.now() > deadline) throw new Error(`${count} workers did not connect within ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+async function postRate(url: string, body: string, seconds: number): Promise<{ rate: number; refused: number }> {
+  const result = await autocannon({
+    url: `${url}/backup`,
+    method: 'POST',
+    connections: HTTP_CONNECTIONS,
+    duration: seconds,
+    headers: { 'content-type': 'application/json', authorization: AUTHORIZATION },
+    body,
+  });
+  return { rate: result['2xx'] / result.duration, refused: result.non2xx + result.errors + result.timeouts };
+}
+
+/** `POST /backup` with 50 connections: Coffer's API against a bare Fastify route doing `queue.add`. */
+export async function runHttpCase(scope: Scope, dirs: ServiceDirs, source: string): Promise<CaseResult> {
+  console.log('case: POST /backup throughput');
+  const coffer = await startCofferApi(scope, 'http-api', isolate(scope, 'http'), dirs);
+  const barePort = await freePort();
+  const bareIsolation = isolate(scope, 'http-bare');
+  const bareChild = launch(scope, 'bare-api', ['--import', 'tsx', 'bench/baselines/bare-api.ts'], {
+    PATH: process.env.PATH ?? '',
+    PORT: String(barePort),
+    REDIS_URL: redisUrl,
+    QUEUE_PREFIX: bareIsolation.prefix,
+  });
+  const bare = { url: `http://127.0.0.1:${barePort}`, child: bareChild };
+  await waitForHttp(`${bare.url}/ready`, bareChild);
+  const body = JSON.stringify({ source, destination: 'http' });
+  let refused = 0;
+  const contenders = [
+    {
+      name: 'coffer',
+      run: async (run: number) => {
+        const { rate, refused: failed } = await postRate(coffer.url, body, run < 0 ? 1 : HTTP_SECONDS);
+        if (run >= 0) refused += failed;
+        return rate;
+      },
+    },
+    { name: 'bare', run: async (run: number) => (await postRate(bare.url, body, run < 0 ? 1 : HTTP_SECONDS)).rate },
+  ];
+  for (const contender of contenders) await contender.run(-1);
+  const samples = await interleave(RUNS.httpRounds, contenders);
+  await Promise.all([stop(coffer.child), stop(bareChild)]);
+  return caseResult({
+    name: `POST /backup throughput, ${HTTP_CONNECTIONS} connections`,
+    unit: 'req/s',
+    target: '>= 0.5',
+    baselineName: 'Fastify + queue.add',
+    coffer: samples.get('coffer') ?? [],
+    baseline: samples.get('bare') ?? [],
+    ...(refused > 0 ? { note: `${refused} Coffer requests not answered 202` } : {}),
+  });
+}
+
+/** Submits `count` jobs with at most `inFlight` submissions at a time. */
+async function submitAll(count: number, inFlight: number, submit: (index: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (next < count) await submit((next += 1));
+    }),
+  );
+}
+
+/** Seconds from the first submission until `queue` has `count` more finished jobs. */
+async function timeJobs(queue: Queue, count: number, submit: () => Promise<void>): Promise<number> {
+  const finished = async () => {
+    const counts = await queue.getJobCounts('completed', 'failed');
+    return (counts.completed ?? 0) + (counts.failed ?? 0);
+  };
+  const before = await finished();
+  const started = performance.now();
+  const submitting = submit();
+  while ((await finished()) < before + count) await sleep(10);
+  const seconds = (performance.now() - started) / 1000;
+  await submitting;
+  return seconds;
+}
+
+/**
+ * Tiny jobs (a folder holding one small file) end to end: through Coffer's API, Redis, two
+ * worker processes and MySQL, against two BullMQ workers that only write one row per job.
+ */
+export async function runEndToEndCase(scope: Scope, dirs: ServiceDirs, source: string): Promise<CaseResult> {
+  console.log('case: end-to-end tiny jobs, 2 workers');
+  // Finished jobs kept in Redis for the whole run, so the completed count keeps counting.
+  const keep = { JOB_RETENTION_COUNT: '10000000' };
+  const cofferIsolation = isolate(scope, 'e2e');
+  const api = await startCofferApi(scope, 'e2e-api', cofferIsolation, dirs, keep);
+  const workerEnv = { ...keep, WORKER_CONCURRENCY: String(E2E_WORKER_CONCURRENCY) };
+  for (const name of ['e2e-worker-1', 'e2e-worker-2']) startCofferWorker(scope, name, cofferIsolation, dirs, workerEnv);
+
+  const baseIsolation = isolate(scope, 'e2e-base');
+  const connection = await createConnection(mysqlServer);
+  try {
+    await connection.query(`CREATE DATABASE \`${baseIsolation.database}\``);
+    await connection.query(
+      `CREATE TABLE \`${baseIsolation.database}\`.log (id BIGINT AUTO_INCREMENT PRIMARY KEY, ` +
+        'date TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), action VARCHAR(100) NOT NULL, ' +
+        'parameter VARCHAR(4096) NOT NULL, status VARCHAR(100) NOT NULL, job_id VARCHAR(64), INDEX (job_id))',
+    );
+  } finally {
+    await connection.end();
+  }
+  for (const name of ['noop-worker-1', 'noop-worker-2']) {
+    launch(scope, name, ['--import', 'tsx', 'bench/baselines/noop-worker.ts'], {
+      ...cofferEnvironment(baseIsolation, {}),
+      WORKER_CONCURRENCY: String(E2E_WORKER_CONCURRENCY),
+    });
+  }
+
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  const cofferQueue = new Queue(QUEUE_NAME, { connection: redis, prefix: cofferIsolation.prefix });
+  const baseQueue = new Queue(QUEUE_NAME, { connection: redis, prefix: baseIsolation.prefix });
+  try {
+    await waitForWorkers(cofferQueue, 2);
+    await waitForWorkers(baseQueue, 2);
+    let refused = 0;
+    const postJob = async (index: number) => {
+      const response = await fetch(`${api.url}/backup`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: AUTHORIZATION },
+        // Spread over 100 destinations, as many small sources would be.
+        body: JSON.stringify({ source, destination: `tiny-${index % 100}` }),
+      });
+      if (response.status !== 202) refused += 1;
+      await response.arrayBuffer();
+    };
+    const addJob = async () => {
+      await baseQueue.add(QUEUE_NAME, { source, destination: 'tiny' });
+    };
+    const contenders = [
+      {
+        name: 'coffer',
+        run: async (run: number) => {
+          const jobs = run < 0 ? 200 : E2E_JOBS;
+          return jobs / (await timeJobs(cofferQueue, jobs, () => submitAll(jobs, HTTP_CONNECTIONS, postJob)));
+        },
+      },
+      {
+        name: 'bullmq',
+        run: async (run: number) => {
+          const jobs = run < 0 ? 200 : E2E_JOBS;
+          return jobs / (await timeJobs(baseQueue, jobs, () => submitAll(jobs, 100, addJob)));
+        },
+      },
+    ];
+    for (const contender of contenders) await contender.run(-1);
+    const samples = await interleave(RUNS.endToEnd, contenders);
+    const failed = (await cofferQueue.getJobCounts('failed')).failed ?? 0;
+    const problems = [refused > 0 ? `${refused} submissions refused` : '', failed > 0 ? `${failed} jobs failed` : ''];
+    return caseResult({
+      name: 'end-to-end tiny jobs (1 small file), 2 workers',
+      unit: 'jobs/s',
+      target: '>= 0.4',
+      baselineName: 'BullMQ no-op worker, 1 row per job',
+      coffer: samples.get('coffer') ?? [],
+      baseline: samples.get('bullmq') ?? [],
+      note:
+        `${E2E_JOBS} jobs per run, ${HTTP_CONNECTIONS} submissions in flight, WORKER_CONCURRENCY ${E2E_WORKER_CONCURRENCY} on both sides` +
+        problems
+          .filter(Boolean)
+          .map((problem) => `; ${problem}`)
+          .join(''),
+    });
+  } finally {
+    await cofferQueue.close();
+    await baseQueue.close();
+    redis.disconnect();
+    await Promise.all(scope.processes.map(stop));
+  }
+}
+
+interface JobView {
+  status: string;
+  result?: { files: number; durationMs: number };
+  error?: { code: string; message: string };
+}
+
+/** A real worker process (default settings) backing up a tree of a million tiny files; its peak RSS. */
+export async function runMemoryCase(scope: Scope, dirs: ServiceDirs, source: string): Promise<CaseResult> {
+  console.log('case: worker memory copying 1,000,000 files');
+  const isolation = isolate(scope, 'memory');
+  const api = await startCofferApi(scope, 'memory-api', isolation, dirs);
+  const worker = startCofferWorker(scope, 'memory-worker', isolation, dirs);
+  const headers = { 'content-type': 'application/json', authorization: AUTHORIZATION };
+  const posted = await fetch(`${api.url}/backup`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ source, destination: 'million' }),
+  });
+  if (posted.status !== 202) throw new Error(`POST /backup answered ${posted.status}: ${await posted.text()}`);
+  const { id } = (await posted.json()) as { id: string };
+  let view: JobView;
+  for (;;) {
+    await sleep(1000);
+    view = (await (await fetch(`${api.url}/jobs/${id}`, { headers })).json()) as JobView;
+    if (view.status === 'completed' || view.status === 'failed' || view.status === 'cancelled') break;
+  }
+  const peak = peakRssMiB(worker);
+  await Promise.all([stop(worker), stop(api.child)]);
+  if (view.status !== 'completed') throw new Error(`the million-file job ended ${view.status}: ${view.error?.message}`);
+  return caseResult({
+    name: 'worker memory copying a 1,000,000-file tree',
+    unit: 'MiB',
+    target: '< 200',
+    baselineName: null,
+    coffer: [peak],
+    note: `peak RSS (VmHWM) of the worker process; ${view.result?.files ?? 0} files in ${((view.result?.durationMs ?? 0) / 1000).toFixed(1)} s`,
+  });
+}

@@ -1,0 +1,41 @@
+export interface CopyCounts {
+  /** Regular files in the copy, whether copied or hard-linked. */
+  files: number;
+  /** Their total size. */
+  bytes: number;
+  /** Of `files`, those hard-linked from the previous snapshot because they had not changed. */
+  filesLinked: number;
+  /** Their total size (written once, shared with the previous snapshot). */
+  bytesLinked: number;
+  /** Directories created below the target (the target itself not counted). */
+  dirs: number;
+  /** Symbolic links recreated. */
+  links: number;
+  /** Entries of other kinds (FIFOs, sockets, devices), left out. */
+  skipped: number;
+}
+
+/** An entry that vanished (`ENOENT`) or could not be opened (`EACCES`) while being copied, and was left out. */
+export interface CopyWarning {
+  /** Relative to the source. */
+  path: string;
+  code: 'ENOENT' | 'EACCES';
+}
+
+export interface CopyWarnings {
+  /** Every entry left out. */
+  count: number;
+  /** The first of them, at most `MAX_LISTED_WARNINGS`. */
+  items: CopyWarning[];
+}
+
+/** What a finished copy reports. */
+export interface CopyReport extends CopyCounts {
+  warnings: CopyWarnings;
+}
+
+export const MAX_LISTED_WARNINGS = 100;
+
+export function emptyCounts(): CopyCounts {
+  return { files: 0, bytes: 0, filesLinked: 0, bytesLinked: 0, dirs: 0, links: 0, skipped: 0 };
+}

@@ -1,0 +1,38 @@
+// The entry of a copy thread (see copy-threads.ts): runs one task at a time with
+// synchronous file system calls, so the main thread's event loop stays free.
+import { parentPort } from 'node:worker_threads';
+import { performance } from 'node:perf_hooks';
+import type { CopyCounts } from './copy-counts.js';
+import { CopyStopped, copyTreeSync } from './copy-tree-sync.js';
+import { measureTreeSync } from './measure-tree-sync.js';
+import { serializeError, type ThreadMessage, type ThreadTask } from './thread-protocol.js';
+
+// Progress is posted at most this often: a message per file would cost more than the copy.
+const PROGRESS_INTERVAL_MS = 50;
+
+const port = parentPort;
+if (port === null) throw new Error('copy-thread.ts runs only as a worker thread');
+
+port.on('message', (task: ThreadTask) => {
+  port.postMessage(run(task));
+});
+
+function run(task: ThreadTask): ThreadMessage {
+  const stop = new Int32Array(task.stop);
+  const shouldStop = () => Atomics.load(stop, 0) !== 0;
+  try {
+    if (task.kind === 'measure') return { type: 'done', value: measureTreeSync(task.source, shouldStop) };
+    let lastReport = performance.now();
+    const onEntry = (counts: Readonly<CopyCounts>) => {
+      const now = performance.now();
+      if (now - lastReport < PROGRESS_INTERVAL_MS) return;
+      lastReport = now;
+      port?.postMessage({ type: 'progress', counts: { ...counts } } satisfies ThreadMessage);
+    };
+    const value = copyTreeSync(task.source, task.target, { previous: task.previous, shouldStop, onEntry });
+    return { type: 'done', value };
+  } catch (error) {
+    if (error instanceof CopyStopped) return { type: 'stopped' };
+    return { type: 'failed', error: serializeError(error) };
+  }
+}

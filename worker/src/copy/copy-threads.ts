@@ -1,0 +1,208 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { CopyCounts } from './copy-counts.js';
+import { deserializeError, type ThreadMessage, type ThreadTask } from './thread-protocol.js';
+
+/** A task without its stop flag, which `runOnThread` adds. */
+export type TaskInput = WithoutStop<ThreadTask>;
+type WithoutStop<T> = T extends unknown ? Omit<T, 'stop'> : never;
+
+export interface RunOptions {
+  /** Aborting stops the task at its next entry; the call then rejects with `signal.reason`. */
+  signal?: AbortSignal;
+  /** Called with the running counts of a copy, at most every 50 ms. A throw stops the task and is the rejection. */
+  onProgress?: (counts: Readonly<CopyCounts>) => void;
+}
+
+// Threads at once over all jobs of the process; more tasks wait for a free one. A job uses
+// two (its copy and its measurement). The work is CPU and file system bound, so threads
+// beyond twice the cores only add memory (~25 MB each) and contention.
+const MAX_THREADS = Math.max(2, 2 * availableParallelism());
+// An idle thread is kept this long for the next job (starting one costs ~30 ms), then ended.
+const IDLE_MS = 30_000;
+
+/**
+ * Runs `task` on a pooled worker thread. The pool's threads do not keep the process alive
+ * while idle.
+ */
+export async function runOnThread<T>(task: TaskInput, options: RunOptions = {}): Promise<T> {
+  options.signal?.throwIfAborted();
+  const thread = await pool.acquire(options.signal);
+  let outcome: Outcome;
+  try {
+    outcome = await thread.run(task, options);
+  } finally {
+    pool.release(thread);
+  }
+  if (!outcome.ok) throw outcome.error;
+  return outcome.value as T;
+}
+
+/** How a task ended; errors travel as values, since an abort's reason may be anything. */
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** Where a thread starts: the compiled entry beside this module, or its TypeScript source through tsx. */
+function threadEntry(): URL {
+  const extension = new URL(import.meta.url).pathname.endsWith('.ts') ? '.ts' : '.js';
+  const entry = new URL(`./copy-thread${extension}`, import.meta.url);
+  if (extension === '.js') return entry;
+  // Running from the TypeScript sources (as the test suite does): Node cannot load .ts
+  // files itself, and a thread does not inherit the loader the sources were loaded with.
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const boot = `import { register } from ${JSON.stringify(tsx)}; register(); await import(${JSON.stringify(entry.href)});`;
+  return new URL(`data:text/javascript,${encodeURIComponent(boot)}`);
+}
+
+interface Running {
+  onMessage(message: ThreadMessage): void;
+  onCrash(error: Error): void;
+}
+
+class PooledThread {
+  readonly #worker: Worker;
+  #running: Running | undefined;
+  #idleTimer: NodeJS.Timeout | undefined;
+  #alive = true;
+
+  constructor(entry: URL, onExit: (thread: PooledThread) => void) {
+    this.#worker = new Worker(entry);
+    this.#worker.on('message', (message: ThreadMessage) => this.#running?.onMessage(message));
+    this.#worker.on('error', (error) => {
+      this.#alive = false;
+      this.#running?.onCrash(error);
+    });
+    this.#worker.on('exit', (code) => {
+      this.#alive = false;
+      this.#running?.onCrash(new Error(`copy thread exited with code ${code}`));
+      onExit(this);
+    });
+  }
+
+  get alive(): boolean {
+    return this.#alive;
+  }
+
+  run(task: TaskInput, { signal, onProgress }: RunOptions): Promise<Outcome> {
+    const stopFlag = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
+    const stop = new Int32Array(stopFlag);
+    const requestStop = () => Atomics.store(stop, 0, 1);
+    return new Promise((resolve) => {
+      // The first error met (a progress callback that threw), reported once the thread has stopped.
+      let failure: { error: unknown } | undefined;
+      const settle = (outcome: Outcome) => {
+        signal?.removeEventListener('abort', requestStop);
+        this.#running = undefined;
+        // An abort wins over whatever the thread was doing when it saw it.
+        if (signal?.aborted) resolve({ ok: false, error: signal.reason });
+        else if (failure) resolve({ ok: false, error: failure.error });
+        else resolve(outcome);
+      };
+      this.#running = {
+        onMessage: (message) => {
+          switch (message.type) {
+            case 'progress':
+              if (failure || signal?.aborted) return;
+              try {
+                onProgress?.(message.counts);
+              } catch (error) {
+                failure = { error };
+                requestStop();
+              }
+              return;
+            case 'done':
+              settle({ ok: true, value: message.value });
+              return;
+            case 'stopped':
+              settle({ ok: false, error: new Error('copy thread stopped without a reason') });
+              return;
+            case 'failed':
+              settle({ ok: false, error: deserializeError(message.error) });
+              return;
+          }
+        },
+        onCrash: (error) => settle({ ok: false, error }),
+      };
+      signal?.addEventListener('abort', requestStop, { once: true });
+      if (signal?.aborted) requestStop();
+      const message: ThreadTask = { ...task, stop: stopFlag };
+      this.#worker.postMessage(message);
+    });
+  }
+
+  /** Busy threads keep the process alive (a copy is awaited); idle ones do not, and end after a while. */
+  busy(): void {
+    clearTimeout(this.#idleTimer);
+    this.#worker.ref();
+  }
+
+  idle(): void {
+    this.#worker.unref();
+    this.#idleTimer = setTimeout(() => {
+      this.#alive = false;
+      void this.#worker.terminate();
+    }, IDLE_MS);
+    this.#idleTimer.unref();
+  }
+}
+
+class ThreadPool {
+  readonly #idle: PooledThread[] = [];
+  readonly #waiting: Array<(thread: PooledThread) => void> = [];
+  #size = 0;
+  #entry: URL | undefined;
+
+  async acquire(signal: AbortSignal | undefined): Promise<PooledThread> {
+    for (let thread = this.#idle.pop(); thread; thread = this.#idle.pop()) {
+      if (!thread.alive) continue;
+      thread.busy();
+      return thread;
+    }
+    if (this.#size < MAX_THREADS) return this.#spawn();
+    const thread = await new Promise<PooledThread | undefined>((resolve) => {
+      const take = (free: PooledThread) => {
+        signal?.removeEventListener('abort', giveUp);
+        resolve(free);
+      };
+      const giveUp = () => {
+        this.#waiting.splice(this.#waiting.indexOf(take), 1);
+        resolve(undefined);
+      };
+      signal?.addEventListener('abort', giveUp, { once: true });
+      this.#waiting.push(take);
+    });
+    if (thread === undefined) {
+      // Only an abort ends the wait without a thread.
+      signal?.throwIfAborted();
+      throw new Error('gave up waiting for a copy thread');
+    }
+    return thread;
+  }
+
+  release(thread: PooledThread): void {
+    if (!thread.alive) return;
+    const next = this.#waiting.shift();
+    if (next) next(thread);
+    else {
+      thread.idle();
+      this.#idle.push(thread);
+    }
+  }
+
+  #forget(thread: PooledThread): void {
+    this.#size -= 1;
+    const index = this.#idle.indexOf(thread);
+    if (index >= 0) this.#idle.splice(index, 1);
+    // A waiter can now start a thread of its own.
+    this.#waiting.shift()?.(this.#spawn());
+  }
+
+  #spawn(): PooledThread {
+    this.#size += 1;
+    this.#entry ??= threadEntry();
+    const thread = new PooledThread(this.#entry, (exited) => this.#forget(exited));
+    thread.busy();
+    return thread;
+  }
+}
+
+const pool = new ThreadPool();
