@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../test/helpers/environment.js';
@@ -104,5 +104,43 @@ describe('cancellation across processes', () => {
     });
     expect(rows.map((row) => row.status)).toEqual(['queued', 'active', 'cancelled']);
     console.log(`[faults] cancel of a running copy: cancelled after ${tookMs} ms`);
+  });
+});
+
+describe('a source changing during the copy', () => {
+  it('reports files that vanish as warnings and completes with the rest intact', async () => {
+    const source = join(sources, 'changing');
+    const DIRS = 80;
+    const FILES = 250;
+    await makeTree(source, DIRS, FILES, 4096);
+    const id = await cluster.submit(source, 'changing');
+    await waitFor(async () => ((await cluster.job(id)).progress.files > 0 ? true : undefined), 30_000, 'copy progress');
+    // Delete half of every folder while the copy walks the tree.
+    let deleted = 0;
+    for (let d = DIRS - 1; d >= 0; d--) {
+      for (let f = 0; f < FILES; f += 2) {
+        await rm(join(source, `d${d}`, `f${f}`), { force: true });
+        deleted += 1;
+      }
+    }
+    const view = await cluster.waitForStatus(id, ['completed', 'failed'], 60_000);
+    expect(view.status).toBe('completed');
+    const warnings = view.result?.warnings;
+    expect(warnings?.count).toBeGreaterThan(0);
+    expect(warnings?.items.every((item) => item.code === 'ENOENT' && /^d\d+\/f\d+$/.test(item.path))).toBe(true);
+    expect((view.result?.files ?? 0) + (warnings?.count ?? 0)).toBeLessThanOrEqual(DIRS * FILES);
+    // What was copied is exactly what the source held.
+    const snapshot = view.result?.path ?? '';
+    for (let d = 0; d < DIRS; d++) {
+      for (const name of await readdir(join(snapshot, `d${d}`))) {
+        const f = Number(name.slice(1));
+        expect((await readFile(join(snapshot, `d${d}`, name))).equals(Buffer.alloc(4096, (d * 31 + f) % 251))).toBe(
+          true,
+        );
+      }
+    }
+    console.log(
+      `[faults] source changing: ${deleted} files deleted during the copy, ${warnings?.count ?? 0} reported as vanished, ${view.result?.files ?? 0} copied`,
+    );
   });
 });

@@ -166,7 +166,12 @@ export interface JobView {
   status: string;
   attempts: number;
   progress: { files: number; filesTotal: number; bytes: number; bytesTotal: number };
-  result?: { path: string; files: number; bytes: number; warnings?: { path: string; code: string }[] };
+  result?: {
+    path: string;
+    files: number;
+    bytes: number;
+    warnings?: { count: number; items: { path: string; code: string }[] };
+  };
   error?: { code: string; message: string };
 }
 
