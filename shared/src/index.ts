@@ -9,3 +9,4 @@ export * from './queue.js';
 export * from './redis.js';
 export * from './cancel.js';
 export * from './log-outbox.js';
+export * from './batched-append.js';

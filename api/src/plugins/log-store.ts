@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin';
-import { createLogRepository, type LogRepository } from '@coffer/shared';
+import { batchAppends, createLogRepository, type LogRepository } from '@coffer/shared';
 import { unavailableOnFailure } from '../unavailable.js';
 
 declare module 'fastify' {
@@ -8,10 +8,14 @@ declare module 'fastify' {
   }
 }
 
-/** The MySQL log repository. */
+/** The MySQL log repository; concurrent requests' rows share INSERTs. */
 export default fp(
   async (app) => {
-    app.decorate('logStore', unavailableOnFailure(createLogRepository(app.mysql)));
+    const repository = createLogRepository(app.mysql);
+    app.decorate(
+      'logStore',
+      unavailableOnFailure({ ...repository, append: batchAppends((entries) => repository.append(entries)) }),
+    );
   },
   { name: 'log-store', dependencies: ['mysql'] },
 );
