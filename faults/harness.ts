@@ -330,11 +330,11 @@ export async function makeTree(root: string, dirs: number, filesPerDir: number, 
   for (let d = 0; d < dirs; d++) {
     const folder = join(root, `d${d}`);
     await mkdir(folder, { recursive: true });
-    await Promise.all(
-      Array.from({ length: filesPerDir }, (_, f) =>
-        writeFile(join(folder, `f${f}`), Buffer.alloc(size, (d * 31 + f) % 251)),
-      ),
-    );
+    // In slices, so a large folder does not open more files than the process may.
+    for (let first = 0; first < filesPerDir; first += 500) {
+      const slice = Array.from({ length: Math.min(500, filesPerDir - first) }, (_, k) => first + k);
+      await Promise.all(slice.map((f) => writeFile(join(folder, `f${f}`), Buffer.alloc(size, (d * 31 + f) % 251))));
+    }
   }
 }
 
