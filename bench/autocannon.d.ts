@@ -1,13 +1,20 @@
 // The part of autocannon's API the benchmark uses (the package ships no types).
 declare module 'autocannon' {
-  interface Options {
+  interface Request {
+    method?: 'GET' | 'POST';
+    path?: string;
+    headers?: Record<string, string>;
+    body?: string;
+  }
+
+  interface Options extends Request {
     url: string;
     connections?: number;
     duration?: number;
+    /** Requests in all; overrides `duration`. */
     amount?: number;
-    method?: 'GET' | 'POST';
-    headers?: Record<string, string>;
-    body?: string;
+    /** Sent in turn on each connection; `setupRequest` may rewrite each one before it goes. */
+    requests?: (Request & { setupRequest?: (request: Request) => Request })[];
   }
 
   interface Histogram {

@@ -12,17 +12,54 @@ export async function loadCopyEngine(root: string): Promise<CopyEngine> {
 }
 
 export interface CopySources {
-  bigFile: string;
   smallFiles: string;
   mediumFiles: string;
 }
+
+type CopyCase = (
+  label: string,
+  source: { path: string; isFile: boolean },
+  runs: number,
+  withRsync: boolean,
+) => Promise<Map<string, number[]>>;
 
 /**
  * The copy cases: Coffer's `createSnapshot` (from start to a complete, renamed snapshot)
  * against `cp -a` (and `rsync -a`), each into a fresh folder. Outputs stay until the end of
  * the benchmark: deleting them before a timed run would slow the file creation it measures.
+ * The 1 GiB case is separate, to run last: writing gigabytes leaves this disk slow for a while.
  */
-export async function runCopyCases(engine: CopyEngine, sources: CopySources, out: string): Promise<CaseResult[]> {
+export function copyCases(engine: CopyEngine, out: string) {
+  const { copyCase, snapshot, before } = copyCaseRunner(engine, out);
+  return {
+    trees: (sources: CopySources) => runTreeCases(copyCase, snapshot, before, sources, out),
+    bigFile: async (bigFile: string): Promise<CaseResult> => {
+      console.log('case: copy one 1 GiB file');
+      const big = await copyCase('big', { path: bigFile, isFile: true }, RUNS.bigFile, false);
+      return caseResult({
+        name: 'copy one 1 GiB file',
+        unit: 's',
+        target: '<= 1.1',
+        baselineName: 'cp -a',
+        coffer: big.get('coffer') ?? [],
+        baseline: big.get('cp') ?? [],
+      });
+    },
+  };
+}
+
+type Snapshot = (
+  source: string,
+  backupRoot: string,
+  destination: string,
+) => Promise<{ path: string; filesLinked: number }>;
+
+function copyCaseRunner(
+  engine: CopyEngine,
+  out: string,
+): { copyCase: CopyCase; snapshot: Snapshot; before: () => Promise<void> } {
+  // Before every timed run: no writeback pending from the run before.
+  const before = flushWrites;
   let job = 0;
   const snapshot = (source: string, backupRoot: string, destination: string) =>
     engine.createSnapshot({
@@ -37,12 +74,7 @@ export async function runCopyCases(engine: CopyEngine, sources: CopySources, out
     return dir;
   };
 
-  const copyCase = async (
-    label: string,
-    source: { path: string; isFile: boolean },
-    runs: number,
-    withRsync: boolean,
-  ): Promise<Map<string, number[]>> => {
+  const copyCase: CopyCase = async (label, source, runs, withRsync) => {
     const dir = join(out, label);
     // A file is copied into a folder under its own name, as Coffer does.
     const cpTarget = (name: string) =>
@@ -60,24 +92,20 @@ export async function runCopyCases(engine: CopyEngine, sources: CopySources, out
     }
     // Warm-up: the sources into the page cache, the copy thread started.
     for (const contender of contenders) await contender.run(-1);
-    return interleave(runs, contenders, flushWrites);
+    return interleave(runs, contenders, before);
   };
 
+  return { copyCase, snapshot, before };
+}
+
+async function runTreeCases(
+  copyCase: CopyCase,
+  snapshot: Snapshot,
+  before: () => Promise<void>,
+  sources: CopySources,
+  out: string,
+): Promise<CaseResult[]> {
   const results: CaseResult[] = [];
-
-  console.log('case: copy one 1 GiB file');
-  const big = await copyCase('big', { path: sources.bigFile, isFile: true }, RUNS.bigFile, false);
-  results.push(
-    caseResult({
-      name: 'copy one 1 GiB file',
-      unit: 's',
-      target: '<= 1.1',
-      baselineName: 'cp -a',
-      coffer: big.get('coffer') ?? [],
-      baseline: big.get('cp') ?? [],
-    }),
-  );
-
   console.log('case: copy 20,000 × 4 KiB files in 200 folders');
   const small = await copyCase('small', { path: sources.smallFiles, isFile: false }, RUNS.smallFiles, true);
   results.push(
@@ -113,7 +141,7 @@ export async function runCopyCases(engine: CopyEngine, sources: CopySources, out
   );
 
   console.log('case: incremental snapshot of the unchanged 20k tree');
-  results.push(await incrementalCase(snapshot, sources.smallFiles, join(out, 'incremental')));
+  results.push(await incrementalCase(snapshot, sources.smallFiles, join(out, 'incremental'), before));
   return results;
 }
 
@@ -123,9 +151,10 @@ export async function runCopyCases(engine: CopyEngine, sources: CopySources, out
  * rsync with `--link-dest` naming its previous copy.
  */
 async function incrementalCase(
-  snapshot: (source: string, backupRoot: string, destination: string) => Promise<{ path: string; filesLinked: number }>,
+  snapshot: Snapshot,
   source: string,
   dir: string,
+  before: () => Promise<void>,
 ): Promise<CaseResult> {
   const rsyncDir = join(dir, 'rsync');
   mkdirSync(rsyncDir, { recursive: true });
@@ -157,7 +186,7 @@ async function incrementalCase(
     },
   ];
   for (const contender of contenders) await contender.run(-1);
-  const samples = await interleave(RUNS.incremental, contenders, flushWrites);
+  const samples = await interleave(RUNS.incremental, contenders, before);
   return caseResult({
     name: 'incremental snapshot of the unchanged 20k tree',
     unit: 's',

@@ -46,8 +46,9 @@ export function describeMachine(benchDir: string): MachineDescription {
     rsync: firstLine('rsync', ['--version']),
     loadAverageAtStart: os.loadavg().map((load) => Number(load.toFixed(2))),
     method:
-      'warm page cache (one untimed run of each side first); `sync` before every timed run; ' +
-      'Coffer and its baseline interleaved in rotating order; medians',
+      'warm page cache (one untimed run of each side first); `sync` before every timed copy; ' +
+      'Coffer and its baseline interleaved in rotating order; medians; ratio = median of the ' +
+      'per-round Coffer/baseline ratios (ratioOfMedians beside it)',
   };
 }
 
@@ -63,27 +64,46 @@ export function ensureRsync(): void {
   if (install.status !== 0) throw new Error('rsync is missing and could not be installed');
 }
 
-const PROBE_FILES = 2000;
-// Creating a small file normally costs ~15 µs here; right after a large delete it can cost ten times more for a minute or two.
-const SETTLED_US_PER_FILE = 60;
-const SETTLE_LIMIT_MS = 120_000;
+const PROBE_FILES = 500;
+// Creating an empty file costs 15–150 µs here depending on where ext4 places it; right after a
+// large delete (ours or another program's) it takes 200 µs and more for a minute or two.
+const SETTLED_US_PER_FILE = 150;
+
+export interface SettleRecord {
+  probes: number;
+  waitedMs: number;
+  worstUsPerFile: number;
+}
 
 /**
- * Waits until creating files costs what it normally does: right after a large delete (an
- * earlier run's outputs, or another program's) ext4 here creates files ~10× slower for a while.
- * The probe files are left in `scratch` (removed with the outputs, at the end).
+ * Returns a function that waits until creating files costs what it normally does (or
+ * `limitMs` passed), so the benchmark does not start in the wake of a large delete. Each
+ * probe creates 500 empty files in `scratch`; they are removed with the outputs, at the end.
  */
-export async function waitForSettledFileSystem(scratch: string): Promise<{ usPerFile: number; waitedMs: number }> {
-  const started = performance.now();
-  for (let probe = 0; ; probe += 1) {
-    const dir = join(scratch, `probe-${probe}`);
-    mkdirSync(dir, { recursive: true });
-    const t = performance.now();
-    for (let i = 0; i < PROBE_FILES; i += 1) writeFileSync(join(dir, String(i)), 'x');
-    const usPerFile = ((performance.now() - t) * 1000) / PROBE_FILES;
-    const waitedMs = Math.round(performance.now() - started);
-    if (usPerFile <= SETTLED_US_PER_FILE || waitedMs > SETTLE_LIMIT_MS) return { usPerFile, waitedMs };
-    console.log(`  file system busy (${usPerFile.toFixed(0)} µs per file created); waiting…`);
-    await sleep(5000);
-  }
+export function fileSystemSettler(scratch: string): {
+  settle: (limitMs?: number) => Promise<void>;
+  record: SettleRecord;
+} {
+  const record: SettleRecord = { probes: 0, waitedMs: 0, worstUsPerFile: 0 };
+  const settle = async (limitMs = 60_000) => {
+    const started = performance.now();
+    for (let attempt = 0; ; attempt += 1) {
+      const dir = join(scratch, `probe-${(record.probes += 1)}`);
+      mkdirSync(dir, { recursive: true });
+      const t = performance.now();
+      for (let i = 0; i < PROBE_FILES; i += 1) writeFileSync(join(dir, String(i)), '');
+      const usPerFile = ((performance.now() - t) * 1000) / PROBE_FILES;
+      const waited = performance.now() - started;
+      if (usPerFile <= SETTLED_US_PER_FILE || waited > limitMs) {
+        record.waitedMs += Math.round(waited);
+        record.worstUsPerFile = Math.max(record.worstUsPerFile, Math.round(usPerFile));
+        return;
+      }
+      if (attempt % 5 === 0) {
+        console.log(`  file system busy (${usPerFile.toFixed(0)} µs per file created); waiting…`);
+      }
+      await sleep(2000);
+    }
+  };
+  return { settle, record };
 }

@@ -5,9 +5,9 @@ import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { loadCopyEngine, runCopyCases } from './copy-cases.js';
+import { copyCases, loadCopyEngine } from './copy-cases.js';
 import { DATASETS, ensureDataset } from './datasets.js';
-import { describeMachine, ensureRsync, waitForSettledFileSystem } from './machine.js';
+import { describeMachine, ensureRsync, fileSystemSettler } from './machine.js';
 import { formatTable, writeResults, type CaseResult } from './report.js';
 import { runEndToEndCase, runHttpCase, runMemoryCase } from './service-cases.js';
 import { BENCH_DIR, DATA_DIR, OUT_DIR, RESULTS_FILE, ROOT } from './settings.js';
@@ -33,26 +33,37 @@ const sources = {
   million: selected('memory') ? ensureDataset(DATA_DIR, DATASETS.million) : '',
 };
 spawnSync('sync');
-const settled = await waitForSettledFileSystem(join(out, 'probe'));
-const machine = {
-  ...describeMachine(BENCH_DIR),
-  fileCreationProbe: { usPerFile: Number(settled.usPerFile.toFixed(1)), waitedMs: settled.waitedMs },
-};
+const { settle, record: settling } = fileSystemSettler(join(out, 'probe'));
+await settle(120_000);
+const machine = describeMachine(BENCH_DIR);
 
 const cases: CaseResult[] = [];
 const scope = createScope(join(out, 'logs'));
 try {
-  if (selected('copy')) cases.push(...(await runCopyCases(await loadCopyEngine(ROOT), sources, join(out, 'copy'))));
+  const copy = copyCases(await loadCopyEngine(ROOT), join(out, 'copy'));
+  if (selected('copy')) cases.push(...(await copy.trees(sources)));
   const dirs = { sourceRoot: DATA_DIR, out: join(out, 'services') };
   if (selected('http')) cases.push(await runHttpCase(scope, dirs, sources.tiny));
-  if (selected('e2e')) cases.push(await runEndToEndCase(scope, dirs, sources.tiny));
-  if (selected('memory')) cases.push(await runMemoryCase(scope, dirs, sources.million));
+  if (selected('e2e')) {
+    await settle();
+    cases.push(await runEndToEndCase(scope, dirs, sources.tiny));
+  }
+  if (selected('memory')) {
+    await settle();
+    cases.push(await runMemoryCase(scope, dirs, sources.million));
+  }
+  if (selected('copy')) cases.push(await copy.bigFile(sources.bigFile));
 } finally {
   await cleanup(scope);
 }
 
 const runtimeSeconds = Math.round((performance.now() - started) / 1000);
-const results = { ...machine, loadAverageAtEnd: os.loadavg().map((load) => Number(load.toFixed(2))), runtimeSeconds };
+const results = {
+  ...machine,
+  loadAverageAtEnd: os.loadavg().map((load) => Number(load.toFixed(2))),
+  fileSystemWaits: settling,
+  runtimeSeconds,
+};
 writeResults(RESULTS_FILE, results, cases);
 console.log(`\n${formatTable(cases)}\n`);
 console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.fileSystem}`);

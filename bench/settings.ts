@@ -15,9 +15,9 @@ export const RESULTS_FILE = join(ROOT, 'bench', 'results', 'latest.json');
 
 /** Timed runs per side of each case (after one untimed warm-up run each). */
 export const RUNS = {
-  bigFile: 5,
-  smallFiles: 7,
-  mediumFiles: 5,
+  bigFile: 7,
+  smallFiles: 9,
+  mediumFiles: 7,
   incremental: 7,
   httpRounds: 3,
   endToEnd: 3,

@@ -8,8 +8,9 @@ export interface Contender {
 }
 
 /**
- * Runs each contender `runs` times, interleaved and in rotating order (A B, B A, …) so a
- * drift of the machine (another process, writeback, cache) weighs on every side alike.
+ * Runs each contender `runs` times, interleaved and in rotating order (A B, B A, … or
+ * A B C, B C A, C A B, …) so a drift of the machine (another process, writeback, cache)
+ * weighs on every side alike.
  * `before` runs untimed before every timed run. Returns the samples by contender name.
  */
 export async function interleave(
@@ -21,7 +22,7 @@ export async function interleave(
   for (let run = 0; run < runs; run += 1) {
     const shift = run % contenders.length;
     const order = [...contenders.slice(shift), ...contenders.slice(0, shift)];
-    for (const contender of run % 2 === 0 ? order : order.reverse()) {
+    for (const contender of order) {
       await before();
       samples.get(contender.name)?.push(await contender.run(run));
     }

@@ -25,7 +25,7 @@ const schema = {
     SOURCE_ROOTS: { type: 'string', minLength: 1, default: '/srv' },
     WORKER_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 64, default: 2 },
     INSTANCE_NAME: { type: 'string', minLength: 1, maxLength: 255 },
-    COPY_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, default: 16 },
+    COPY_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 64 },
     JOB_ATTEMPTS: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
     JOB_BACKOFF_MS: { type: 'integer', minimum: 0, maximum: 3_600_000, default: 2000 },
     JOB_LOCK_MS: { type: 'integer', minimum: 1000, maximum: 600_000, default: 30_000 },
@@ -69,8 +69,8 @@ export interface CofferConfig {
   workerConcurrency: number;
   /** This process in the log's `worker` column. Default `<hostname>:<pid>`. */
   instanceName: string;
-  /** Files one job copies at once. Default 16. */
-  copyConcurrency: number;
+  /** Copy threads one job uses. Default: one per core. */
+  copyConcurrency: number | undefined;
   /** Attempts per job before it fails for good. Default 3. */
   jobAttempts: number;
   /** First retry delay; doubles each attempt. Default 2000 ms. */
@@ -222,7 +222,7 @@ export function loadConfig(env: Env = process.env): CofferConfig {
     sourceRoots: Object.freeze(sourceRoots),
     workerConcurrency: Number(parsed.WORKER_CONCURRENCY),
     instanceName: typeof parsed.INSTANCE_NAME === 'string' ? parsed.INSTANCE_NAME : `${hostname()}:${process.pid}`,
-    copyConcurrency: Number(parsed.COPY_CONCURRENCY),
+    copyConcurrency: typeof parsed.COPY_CONCURRENCY === 'number' ? parsed.COPY_CONCURRENCY : undefined,
     jobAttempts: Number(parsed.JOB_ATTEMPTS),
     jobBackoffMs: Number(parsed.JOB_BACKOFF_MS),
     jobLockMs: Number(parsed.JOB_LOCK_MS),

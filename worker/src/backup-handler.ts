@@ -112,6 +112,7 @@ export function createBackupHandler({ config, outbox, logger: parentLogger, isCa
         jobId,
         startedAt: new Date(job.processedOn ?? Date.now()),
         incremental: job.data.incremental ?? true,
+        threads: config.copyConcurrency,
         signal,
         onProgress: (counts) => progress.copied(counts.files, counts.bytes),
       });

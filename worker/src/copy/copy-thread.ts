@@ -3,9 +3,9 @@
 import { parentPort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import type { CopyCounts } from './copy-counts.js';
-import { CopyStopped, copyTreeSync } from './copy-tree-sync.js';
+import { CopyStopped, copySubtreeSync, copyTreeSync, type Delegation } from './copy-tree-sync.js';
 import { measureTreeSync } from './measure-tree-sync.js';
-import { serializeError, type ThreadMessage, type ThreadTask } from './thread-protocol.js';
+import { ACTIVE, STOP, serializeError, type ThreadMessage, type ThreadTask } from './thread-protocol.js';
 
 // Progress is posted at most this often: a message per file would cost more than the copy.
 const PROGRESS_INTERVAL_MS = 50;
@@ -18,8 +18,8 @@ port.on('message', (task: ThreadTask) => {
 });
 
 function run(task: ThreadTask): ThreadMessage {
-  const stop = new Int32Array(task.stop);
-  const shouldStop = () => Atomics.load(stop, 0) !== 0;
+  const state = new Int32Array(task.state);
+  const shouldStop = () => Atomics.load(state, STOP) !== 0;
   try {
     if (task.kind === 'measure') return { type: 'done', value: measureTreeSync(task.source, shouldStop) };
     let lastReport = performance.now();
@@ -29,7 +29,20 @@ function run(task: ThreadTask): ThreadMessage {
       lastReport = now;
       port?.postMessage({ type: 'progress', counts: { ...counts } } satisfies ThreadMessage);
     };
-    const value = copyTreeSync(task.source, task.target, { previous: task.previous, shouldStop, onEntry });
+    const delegation: Delegation = {
+      reserve: () => {
+        for (let active = Atomics.load(state, ACTIVE); active < task.threads; active = Atomics.load(state, ACTIVE)) {
+          if (Atomics.compareExchange(state, ACTIVE, active, active + 1) === active) return true;
+        }
+        return false;
+      },
+      hand: (subtree) => port?.postMessage({ type: 'delegate', subtree } satisfies ThreadMessage),
+    };
+    const options = { shouldStop, onEntry, delegation };
+    const value =
+      task.kind === 'copy'
+        ? copyTreeSync(task.source, task.target, { ...options, previous: task.previous })
+        : copySubtreeSync(task.source, task.subtree, options);
     return { type: 'done', value };
   } catch (error) {
     if (error instanceof CopyStopped) return { type: 'stopped' };

@@ -1,22 +1,21 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { CopyCounts } from './copy-counts.js';
-import { deserializeError, type ThreadMessage, type ThreadTask } from './thread-protocol.js';
-
-/** A task without its stop flag, which `runOnThread` adds. */
-export type TaskInput = WithoutStop<ThreadTask>;
-type WithoutStop<T> = T extends unknown ? Omit<T, 'stop'> : never;
+import type { Subtree } from './copy-tree-sync.js';
+import { STOP, deserializeError, type ThreadMessage, type ThreadTask } from './thread-protocol.js';
 
 export interface RunOptions {
-  /** Aborting stops the task at its next entry; the call then rejects with `signal.reason`. */
+  /** Aborting stops the task (and every task sharing its state) at its next entry; the call then rejects with `signal.reason`. */
   signal?: AbortSignal;
   /** Called with the running counts of a copy, at most every 50 ms. A throw stops the task and is the rejection. */
   onProgress?: (counts: Readonly<CopyCounts>) => void;
+  /** Called when the task hands a folder over; the caller runs it as a task of its own. */
+  onDelegate?: (subtree: Subtree) => void;
 }
 
 // Threads at once over all jobs of the process; more tasks wait for a free one. A job uses
-// two (its copy and its measurement). The work is CPU and file system bound, so threads
-// beyond twice the cores only add memory (~25 MB each) and contention.
+// one per core for its copy and one for its measurement. The work is CPU and file system
+// bound, so threads beyond twice the cores only add memory (~25 MB each) and contention.
 const MAX_THREADS = Math.max(2, 2 * availableParallelism());
 // An idle thread is kept this long for the next job (starting one costs ~30 ms), then ended.
 const IDLE_MS = 30_000;
@@ -25,7 +24,7 @@ const IDLE_MS = 30_000;
  * Runs `task` on a pooled worker thread. The pool's threads do not keep the process alive
  * while idle.
  */
-export async function runOnThread<T>(task: TaskInput, options: RunOptions = {}): Promise<T> {
+export async function runOnThread<T>(task: ThreadTask, options: RunOptions = {}): Promise<T> {
   options.signal?.throwIfAborted();
   const thread = await pool.acquire(options.signal);
   let outcome: Outcome;
@@ -82,10 +81,9 @@ class PooledThread {
     return this.#alive;
   }
 
-  run(task: TaskInput, { signal, onProgress }: RunOptions): Promise<Outcome> {
-    const stopFlag = new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
-    const stop = new Int32Array(stopFlag);
-    const requestStop = () => Atomics.store(stop, 0, 1);
+  run(task: ThreadTask, { signal, onProgress, onDelegate }: RunOptions): Promise<Outcome> {
+    const state = new Int32Array(task.state);
+    const requestStop = () => Atomics.store(state, STOP, 1);
     return new Promise((resolve) => {
       // The first error met (a progress callback that threw), reported once the thread has stopped.
       let failure: { error: unknown } | undefined;
@@ -109,6 +107,9 @@ class PooledThread {
                 requestStop();
               }
               return;
+            case 'delegate':
+              onDelegate?.(message.subtree);
+              return;
             case 'done':
               settle({ ok: true, value: message.value });
               return;
@@ -124,8 +125,7 @@ class PooledThread {
       };
       signal?.addEventListener('abort', requestStop, { once: true });
       if (signal?.aborted) requestStop();
-      const message: ThreadTask = { ...task, stop: stopFlag };
-      this.#worker.postMessage(message);
+      this.#worker.postMessage(task);
     });
   }
 

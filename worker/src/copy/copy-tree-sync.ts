@@ -11,6 +11,25 @@ import {
 import { errorCode } from './errno.js';
 import { UnsupportedSourceError } from './unsupported-source.js';
 
+/** A folder's mode and times, as `lstat` gives them. */
+export type FolderStats = Pick<Stats, 'mode' | 'atimeMs' | 'mtimeMs'>;
+
+/** A folder handed to another thread: copy `from` into the existing, still private `to`. */
+export interface Subtree {
+  from: string;
+  to: string;
+  previous?: string;
+  stats: FolderStats;
+}
+
+/** Lets a copy hand folders to other threads (see `copyTree`). */
+export interface Delegation {
+  /** Reserves a thread for one folder; false when none is free. */
+  reserve(): boolean;
+  /** Hands over a folder after a successful `reserve`. */
+  hand(subtree: Subtree): void;
+}
+
 export interface SyncCopyOptions {
   /**
    * A complete earlier copy of the same source. A regular file whose counterpart there has the
@@ -22,6 +41,8 @@ export interface SyncCopyOptions {
   shouldStop?: () => boolean;
   /** Called after each file, link, directory or skipped entry, with the running counts (not a copy). */
   onEntry?: (counts: Readonly<CopyCounts>) => void;
+  /** Hands subfolders to other threads while some are free. Default: everything on this thread. */
+  delegation?: Delegation;
 }
 
 /** Thrown by `copyTreeSync` and `measureTreeSync` once `shouldStop` said so. */
@@ -65,6 +86,15 @@ export function copyTreeSync(source: string, target: string, options: SyncCopyOp
   return new SyncTreeCopier(source, options).run(target);
 }
 
+/**
+ * Copies a folder handed over by another thread's `copyTreeSync` (or `copySubtreeSync`) into
+ * its existing target, then gives the target its mode and times. `source` is the root of the
+ * whole copy, against which warnings are named.
+ */
+export function copySubtreeSync(source: string, subtree: Subtree, options: SyncCopyOptions = {}): CopyReport {
+  return new SyncTreeCopier(source, options).runSubtree(subtree);
+}
+
 class SyncTreeCopier {
   readonly #counts: CopyCounts = emptyCounts();
   readonly #warnings: CopyWarnings = { count: 0, items: [] };
@@ -72,12 +102,14 @@ class SyncTreeCopier {
   readonly #previous: string | undefined;
   readonly #shouldStop: () => boolean;
   readonly #onEntry: (counts: Readonly<CopyCounts>) => void;
+  readonly #delegation: Delegation | undefined;
 
   constructor(source: string, options: SyncCopyOptions) {
     this.#source = source;
     this.#previous = options.previous;
     this.#shouldStop = options.shouldStop ?? noStop;
     this.#onEntry = options.onEntry ?? noReport;
+    this.#delegation = options.delegation;
   }
 
   run(target: string): CopyReport {
@@ -90,17 +122,39 @@ class SyncTreeCopier {
       this.#copyFile(this.#source, join(target, name), previous, stats);
     } else if (stats.isDirectory()) {
       // The root's errors are never warnings: a vanished source is SOURCE_NOT_FOUND.
-      this.#copyDirectory(fs.opendirSync(this.#source, { bufferSize: DIR_BUFFER_SIZE }), target, this.#previous, stats);
+      const dir = fs.opendirSync(this.#source, { bufferSize: DIR_BUFFER_SIZE });
+      this.#copyDirectory(dir, target, this.#previous, stats, true);
     } else {
       throw new UnsupportedSourceError(this.#source);
     }
+    return this.#report();
+  }
+
+  runSubtree({ from, to, previous, stats }: Subtree): CopyReport {
+    this.#checkStop();
+    let dir: Dir | undefined;
+    try {
+      dir = fs.opendirSync(from, { bufferSize: DIR_BUFFER_SIZE });
+    } catch (error) {
+      // Vanished after it was handed over: its copy stays empty.
+      if (errorCode(error) !== 'ENOENT') throw error;
+      this.#warn(from, 'ENOENT');
+    }
+    if (dir) this.#copyDirectory(dir, to, previous, stats, false);
+    else finishDirectory(to, stats);
+    this.#counts.dirs += 1;
+    this.#onEntry(this.#counts);
+    return this.#report();
+  }
+
+  #report(): CopyReport {
     return { ...this.#counts, warnings: this.#warnings };
   }
 
-  /** Fills the new directory `dst` from the open `dir`, then gives it `stats`' mode and times. */
-  #copyDirectory(dir: Dir, dst: string, previous: string | undefined, stats: Stats): void {
+  /** Fills the directory `dst` (created here unless `create` is false) from the open `dir`, then gives it `stats`' mode and times. */
+  #copyDirectory(dir: Dir, dst: string, previous: string | undefined, stats: FolderStats, create: boolean): void {
     try {
-      fs.mkdirSync(dst, { mode: FILLING_MODE });
+      if (create) fs.mkdirSync(dst, { mode: FILLING_MODE });
       for (let entry = dir.readSync(); entry !== null; entry = dir.readSync()) {
         this.#checkStop();
         this.#visit(entry, dir.path, dst, previous);
@@ -108,9 +162,7 @@ class SyncTreeCopier {
     } finally {
       dir.closeSync();
     }
-    // Last, because writing the children changed the directory's mtime.
-    fs.chmodSync(dst, stats.mode & 0o7777);
-    fs.utimesSync(dst, seconds(stats.atimeMs), seconds(stats.mtimeMs));
+    finishDirectory(dst, stats);
   }
 
   #visit(entry: Dirent, srcDir: string, dstDir: string, previousDir: string | undefined): void {
@@ -144,7 +196,16 @@ class SyncTreeCopier {
       this.#warn(from, 'ENOENT');
       return;
     }
-    this.#copyDirectory(dir, to, previous, stats);
+    if (this.#delegation?.reserve()) {
+      dir.closeSync();
+      // Created here, so this thread's parent folder is complete when it finishes it; another
+      // thread writing inside it later does not change the parent's mtime.
+      fs.mkdirSync(to, { mode: FILLING_MODE });
+      const { mode, atimeMs, mtimeMs } = stats;
+      this.#delegation.hand({ from, to, previous, stats: { mode, atimeMs, mtimeMs } });
+      return;
+    }
+    this.#copyDirectory(dir, to, previous, stats, true);
     this.#counts.dirs += 1;
     this.#onEntry(this.#counts);
   }
@@ -202,6 +263,12 @@ class SyncTreeCopier {
   #checkStop(): void {
     if (this.#shouldStop()) throw new CopyStopped();
   }
+}
+
+/** Gives a filled folder its mode and times: last, because writing its entries changed its mtime. */
+function finishDirectory(dst: string, stats: FolderStats): void {
+  fs.chmodSync(dst, stats.mode & 0o7777);
+  fs.utimesSync(dst, seconds(stats.atimeMs), seconds(stats.mtimeMs));
 }
 
 /**

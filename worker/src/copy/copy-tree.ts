@@ -1,5 +1,13 @@
-import type { CopyCounts, CopyReport } from './copy-counts.js';
+import { availableParallelism } from 'node:os';
+import {
+  MAX_LISTED_WARNINGS,
+  emptyCounts,
+  type CopyCounts,
+  type CopyReport,
+  type CopyWarnings,
+} from './copy-counts.js';
 import { runOnThread } from './copy-threads.js';
+import { ACTIVE, STOP, sharedState, type ThreadTask } from './thread-protocol.js';
 
 export type { CopyCounts, CopyReport, CopyWarning, CopyWarnings } from './copy-counts.js';
 export { UnsupportedSourceError } from './unsupported-source.js';
@@ -19,14 +27,11 @@ export interface CopyOptions {
    */
   onProgress?: (counts: Readonly<CopyCounts>) => void;
   /**
-   * @deprecated No effect: a copy runs on one worker thread with synchronous calls, which
-   * costs less per file than any number of concurrent async copies did. Kept so callers compile.
+   * Worker threads one copy uses (each walks and copies with synchronous calls, which cost
+   * less per file than concurrent async copies). Default: one per core.
    */
-  concurrency?: number;
+  threads?: number;
 }
-
-/** Kept for callers of the former async engine; it no longer has an effect (see `CopyOptions.concurrency`). */
-export const DEFAULT_COPY_CONCURRENCY = 16;
 
 /**
  * Copies `source` (a real path: a directory or a regular file) into `target`, which
@@ -37,22 +42,93 @@ export const DEFAULT_COPY_CONCURRENCY = 16;
  * source that vanishes during the copy, or a file that cannot be opened for reading,
  * is left out and listed in `warnings`; the source itself missing is an error.
  *
- * The walk and the copies run on a pooled worker thread with synchronous calls (see
- * `copyTreeSync`), so the event loop stays free for the queue's lock renewals; memory
- * does not grow with the number of files.
+ * The walk and the copies run on pooled worker threads with synchronous calls (see
+ * `copyTreeSync`), so the event loop stays free for the queue's lock renewals: one thread
+ * per core, a thread handing a folder to another whenever one is free (the per-file cost is
+ * mostly kernel work, which then overlaps). Memory does not grow with the number of files.
  *
- * Rejects with the first error met, once the thread has stopped, and leaves the
+ * Rejects with the first error met, once every thread has stopped, and leaves the
  * partial target in place: removing it is the caller's decision. An abort takes
  * effect before the next entry, so within the time one file takes to copy.
  */
 export async function copyTree(source: string, target: string, options: CopyOptions = {}): Promise<CopyReport> {
   const { previous, signal, onProgress } = options;
-  const report = await runOnThread<CopyReport>({ kind: 'copy', source, target, previous }, { signal, onProgress });
-  if (onProgress) {
-    const { files, bytes, filesLinked, bytesLinked, dirs, links, skipped } = report;
-    onProgress({ files, bytes, filesLinked, bytesLinked, dirs, links, skipped });
-  }
-  // A copy aborted by its last progress report does not count as finished.
+  const threads = Math.max(1, options.threads ?? availableParallelism());
   signal?.throwIfAborted();
-  return report;
+  const state = sharedState();
+  const flags = new Int32Array(state);
+  // The first task counts as running from the start; a task reserves the next ones' places.
+  Atomics.store(flags, ACTIVE, 1);
+  const running = new Set<Promise<void>>();
+  const reports: CopyReport[] = [];
+  const live = new Map<number, Readonly<CopyCounts>>();
+  let failure: { error: unknown } | undefined;
+  const stopAll = (error: unknown) => {
+    failure ??= { error };
+    Atomics.store(flags, STOP, 1);
+  };
+
+  let nextId = 0;
+  const start = (task: ThreadTask, id: number) => {
+    const work = runOnThread<CopyReport>(task, {
+      signal,
+      onProgress: (counts) => {
+        live.set(id, counts);
+        if (!failure && onProgress) {
+          try {
+            onProgress(sum([...live.values()]));
+          } catch (error) {
+            stopAll(error);
+          }
+        }
+      },
+      onDelegate: (subtree) => start({ kind: 'subtree', source, subtree, state, threads }, (nextId += 1)),
+    }).then(
+      (report) => {
+        reports.push(report);
+        live.set(id, report);
+      },
+      (error: unknown) => stopAll(error),
+    );
+    const tracked = work.finally(() => {
+      Atomics.sub(flags, ACTIVE, 1);
+      running.delete(tracked);
+    });
+    running.add(tracked);
+  };
+  start({ kind: 'copy', source, target, previous, state, threads }, nextId);
+  // Tasks start more tasks: wait until none is left.
+  while (running.size > 0) await Promise.all(running);
+
+  // An abort wins over whatever the tasks were doing when they saw it.
+  signal?.throwIfAborted();
+  if (failure) throw failure.error;
+  const counts = sum(reports);
+  // A copy aborted by its last progress report does not count as finished.
+  onProgress?.(counts);
+  signal?.throwIfAborted();
+  return { ...counts, warnings: mergeWarnings(reports) };
+}
+
+function sum(parts: readonly Readonly<CopyCounts>[]): CopyCounts {
+  const total = emptyCounts();
+  for (const part of parts) {
+    total.files += part.files;
+    total.bytes += part.bytes;
+    total.filesLinked += part.filesLinked;
+    total.bytesLinked += part.bytesLinked;
+    total.dirs += part.dirs;
+    total.links += part.links;
+    total.skipped += part.skipped;
+  }
+  return total;
+}
+
+function mergeWarnings(reports: readonly CopyReport[]): CopyWarnings {
+  const merged: CopyWarnings = { count: 0, items: [] };
+  for (const { warnings } of reports) {
+    merged.count += warnings.count;
+    merged.items.push(...warnings.items.slice(0, MAX_LISTED_WARNINGS - merged.items.length));
+  }
+  return merged;
 }

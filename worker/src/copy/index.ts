@@ -1,4 +1,4 @@
-export { copyTree, DEFAULT_COPY_CONCURRENCY, UnsupportedSourceError } from './copy-tree.js';
+export { copyTree, UnsupportedSourceError } from './copy-tree.js';
 export type { CopyCounts, CopyOptions, CopyReport, CopyWarning, CopyWarnings } from './copy-tree.js';
 export { MAX_LISTED_WARNINGS } from './copy-counts.js';
 export { measureTree } from './measure-tree.js';

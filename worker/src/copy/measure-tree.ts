@@ -1,5 +1,6 @@
 import { runOnThread } from './copy-threads.js';
 import type { TreeSize } from './measure-tree-sync.js';
+import { sharedState } from './thread-protocol.js';
 
 export type { TreeSize } from './measure-tree-sync.js';
 
@@ -10,5 +11,5 @@ export type { TreeSize } from './measure-tree-sync.js';
  * `signal.reason` once aborted.
  */
 export async function measureTree(source: string, signal?: AbortSignal): Promise<TreeSize> {
-  return runOnThread<TreeSize>({ kind: 'measure', source }, { signal });
+  return runOnThread<TreeSize>({ kind: 'measure', source, state: sharedState() }, { signal });
 }

@@ -1,16 +1,30 @@
 import type { CopyCounts, CopyReport } from './copy-counts.js';
+import type { Subtree } from './copy-tree-sync.js';
 import { errorDest, isErrnoException } from './errno.js';
 import type { TreeSize } from './measure-tree-sync.js';
 import { UnsupportedSourceError } from './unsupported-source.js';
 
-/** Work for a copy thread. `stop` holds one Int32: set to 1, the task stops at its next entry. */
+/**
+ * Work for a copy thread. `state` is shared by every task of one copy: Int32 `STOP` set to 1
+ * stops them at their next entry; `ACTIVE` counts the copy's running tasks, which hand
+ * folders to new ones (`delegate`) while fewer than `threads` run.
+ */
 export type ThreadTask =
-  | { kind: 'copy'; source: string; target: string; previous?: string; stop: SharedArrayBuffer }
-  | { kind: 'measure'; source: string; stop: SharedArrayBuffer };
+  | { kind: 'copy'; source: string; target: string; previous?: string; state: SharedArrayBuffer; threads: number }
+  | { kind: 'subtree'; source: string; subtree: Subtree; state: SharedArrayBuffer; threads: number }
+  | { kind: 'measure'; source: string; state: SharedArrayBuffer };
+
+export const STOP = 0;
+export const ACTIVE = 1;
+
+export function sharedState(): SharedArrayBuffer {
+  return new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT);
+}
 
 /** What a thread posts back while it runs a task; exactly one `done`, `stopped` or `failed` ends it. */
 export type ThreadMessage =
   | { type: 'progress'; counts: CopyCounts }
+  | { type: 'delegate'; subtree: Subtree }
   | { type: 'done'; value: CopyReport | TreeSize }
   | { type: 'stopped' }
   | { type: 'failed'; error: SerializedError };
