@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeTree } from '../test/helpers/trees.js';
 import { waitFor } from '../test/helpers/environment.js';
 import {
@@ -25,6 +25,11 @@ beforeAll(async () => {
   ({ servers, cluster, sources, backups } = stack);
 });
 
+// Each case starts its own workers; none may linger into the next one.
+afterEach(async () => {
+  await Promise.all([...cluster.workers.values()].map((worker) => worker.stop('SIGKILL')));
+});
+
 afterAll(async () => {
   await stack?.stop();
 });
@@ -46,6 +51,7 @@ describe('a worker killed (SIGKILL) mid-copy', () => {
 
     const view = await cluster.waitForStatus(id, ['completed', 'failed'], 90_000);
     expect(view.status).toBe('completed');
+    expect(view.result?.path, JSON.stringify(view)).toBeTruthy();
     expect(await describeTree(view.result?.path ?? '')).toEqual(await describeTree(source));
     expect(await partialFolders(backups)).toEqual([]);
 

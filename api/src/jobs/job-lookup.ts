@@ -9,9 +9,13 @@ import { viewFromLog, viewFromQueueJob, type JobView } from './job-view.js';
  */
 export function createJobLookup(queue: BackupQueue, logStore: LogRepository) {
   async function fromQueue(id: string): Promise<JobView | null> {
+    // State first, then the job: a job read before it completed and a state read after
+    // would give a completed view without its result; this way round it can only lag.
+    const state = await queue.getJobState(id);
+    if (state === 'unknown') return null;
     const job = await queue.getJob(id);
     if (!job) return null;
-    return viewFromQueueJob(job, await job.getState());
+    return viewFromQueueJob(job, state);
   }
 
   async function live(id: string, fromLog: JobView | null): Promise<JobView | null> {
