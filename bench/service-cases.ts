@@ -7,11 +7,11 @@ import autocannon from 'autocannon';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { createConnection } from 'mysql2/promise';
+import { freePort } from '../test/helpers/ports.js';
 import { caseResult, type CaseResult } from './report.js';
 import { E2E_JOBS, E2E_WORKER_CONCURRENCY, HTTP_CONNECTIONS, HTTP_SECONDS, RUNS } from './settings.js';
 import {
   cofferEnvironment,
-  freePort,
   isolate,
   launch,
   mysqlServer,

@@ -2,24 +2,15 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { waitFor } from '../test/helpers/environment.js';
+import { freePort } from '../test/helpers/ports.js';
 
 // Fault tests run their own Redis (with AOF, as compose does) and their own
 // MariaDB on spare ports, so stopping them never disturbs anything else.
 
 const ROOT = new URL('..', import.meta.url).pathname;
-
-export async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  if (address === null || typeof address === 'string') throw new Error('no free port');
-  return address.port;
-}
 
 /** A child process we started and may stop, kill (by pid) and start again. */
 export class ManagedProcess {

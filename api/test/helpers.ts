@@ -9,6 +9,7 @@ import type { Role } from '../src/auth/roles.js';
 import { createToken, ensureAdminToken } from '../src/auth/token-admin.js';
 import { generateToken } from '../src/auth/token-secret.js';
 import { createTestEnvironment, type TestEnvironment } from '../../test/helpers/environment.js';
+import { freePort } from '../../test/helpers/ports.js';
 
 /** An API built on an isolated environment, plus a direct connection to its log table. */
 export interface ApiHarness {
@@ -250,15 +251,6 @@ export interface Outage {
   restore(): Promise<void>;
   /** Closes the relay and cuts every open connection. */
   cut(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
 }
 
 /** A relay to the server at `url` (e.g. redis://host:port); created cut, call restore() to open it. */

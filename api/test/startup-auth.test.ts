@@ -1,9 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestEnvironment, waitFor, type TestEnvironment } from '../../test/helpers/environment.js';
+import { freePort } from '../../test/helpers/ports.js';
 
 // The built programs (run `pnpm build` first, as `pnpm test` does): the API refuses to start
 // without an admin token, and the token command line makes one it accepts.
@@ -29,15 +29,6 @@ function variables(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 
 function token(...args: string[]) {
   return spawnSync(process.execPath, [CLI, ...args], { env: variables(), encoding: 'utf8', timeout: 20_000 });
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
 }
 
 describe('start-up without API_ADMIN_TOKEN', () => {

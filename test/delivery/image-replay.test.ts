@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, realpath, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +13,7 @@ import { copyContext } from './helpers/build-context.js';
 import { parseDockerfile } from './helpers/dockerfile.js';
 import { replayDockerfile, type Runtime } from './helpers/replay.js';
 import { REPO_ROOT, describeRun, run } from './helpers/repo.js';
+import { freePort } from '../helpers/ports.js';
 
 // The closest thing to `docker build` + `docker run` without a Docker engine: the build
 // context is copied as Docker would send it (.dockerignore applied), each Dockerfile's steps
@@ -32,15 +32,6 @@ const timings: string[] = [];
 let config: CofferConfig;
 let variables: Record<string, string>;
 const children: { name: string; child: ChildProcess; output: string[] }[] = [];
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 /** The environment of a container: the image's ENV, then what the deployment sets. */
 function containerEnv(component: Component, extra: Record<string, string> = {}): NodeJS.ProcessEnv {

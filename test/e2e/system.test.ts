@@ -2,11 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestEnvironment, waitFor, type TestEnvironment } from '../helpers/environment.js';
 import { describeTree } from '../helpers/trees.js';
+import { freePort } from '../helpers/ports.js';
 
 // The real thing: the built API and two worker processes, as `pnpm start` runs them.
 const ROOT = new URL('../..', import.meta.url).pathname;
@@ -16,15 +16,6 @@ let baseUrl: string;
 /** The API's admin token (API_ADMIN_TOKEN); every request sends it. */
 const adminToken = `cfr_${randomBytes(32).toString('base64url')}`;
 const processes: { name: string; child: ChildProcess; output: string[] }[] = [];
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 function launch(name: string, script: string, extra: Record<string, string>): void {
   const child = spawn(process.execPath, [join(ROOT, script)], {
