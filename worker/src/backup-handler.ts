@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import {
@@ -12,7 +13,7 @@ import {
   type LogEntry,
   type LogOutbox,
 } from '@coffer/shared';
-import { createSnapshot, measureTree } from './copy/index.js';
+import { AttemptSuperseded, createSnapshot, measureTree } from './copy/index.js';
 import { resolveSource } from './source.js';
 
 /** Progress is written to Redis at most this often per job. */
@@ -21,11 +22,13 @@ const PROGRESS_INTERVAL_MS = 250;
 /** Abort reasons: a user's cancel ends the job; a shutdown hands it back to the queue. */
 export const CANCEL_REASON = 'cancelled by request';
 export const SHUTDOWN_REASON = 'worker shutting down';
+/** Abort reason when the worker could not renew the job's lock: another worker may run it now. */
+export const LOCK_LOST_REASON = 'lock lost';
 
 export type BackupJob = Job<BackupJobData, BackupResult>;
 
 export interface BackupHandlerDeps {
-  config: Pick<CofferConfig, 'backupRoot' | 'sourceRoots' | 'copyConcurrency' | 'instanceName'>;
+  config: Pick<CofferConfig, 'backupRoot' | 'sourceRoots' | 'copyConcurrency' | 'instanceName' | 'jobLockMs'>;
   outbox: Pick<LogOutbox, 'record' | 'finished'>;
   logger: Logger;
   /** Tells whether a cancel was requested before the job reached this worker. */
@@ -39,6 +42,11 @@ function failureOf(err: unknown, signal: AbortSignal | undefined): Outcome {
   if (err instanceof JobFailure) return { code: err.code, message: err.message, permanent: err.permanent };
   const message = err instanceof Error ? err.message : String(err);
   return { code: 'COPY_FAILED', message, permanent: false };
+}
+
+/** Names an attempt's private folders: a digest of its lock token, which is unique per attempt. */
+function attemptTag(token: string | undefined, attempt: number): string {
+  return token === undefined ? String(attempt) : createHash('sha256').update(token).digest('hex').slice(0, 16);
 }
 
 function createProgressReporter(job: BackupJob, logger: Logger) {
@@ -83,6 +91,15 @@ export function createBackupHandler({ config, outbox, logger: parentLogger, isCa
       actor: job.data.actor ?? null,
     };
 
+    // Renewing the lock proves this attempt still owns the job: a worker paused past its lock
+    // (a VM pause, starvation) finds another attempt running it and must write nothing more.
+    const stillOwned = async (): Promise<boolean> =>
+      token === undefined || (await job.extendLock(token, config.jobLockMs)) === 1;
+    const superseded = (err: unknown) => {
+      logger.warn({ err, attempt }, 'attempt lost the job to another one; stopping without a trace');
+      return new Error(`attempt ${attempt} of job ${jobId} lost its lock`);
+    };
+
     if (job.attemptsStarted > 1) {
       // A run after a crash: an earlier run may have finished and recorded it before dying.
       const earlier = await outbox.finished(jobId);
@@ -110,7 +127,9 @@ export function createBackupHandler({ config, outbox, logger: parentLogger, isCa
         backupRoot: config.backupRoot,
         destination: job.data.destination,
         jobId,
+        attempt: attemptTag(token, attempt),
         startedAt: new Date(job.processedOn ?? Date.now()),
+        stillOwned,
         incremental: job.data.incremental ?? true,
         threads: config.copyConcurrency,
         signal,
@@ -133,6 +152,9 @@ export function createBackupHandler({ config, outbox, logger: parentLogger, isCa
       logger.info({ files, bytes, durationMs, path, filesLinked, warnings: warnings.count }, 'backup completed');
       return result;
     } catch (err) {
+      if (err instanceof AttemptSuperseded || (signal?.aborted && signal.reason === LOCK_LOST_REASON)) {
+        throw superseded(err);
+      }
       if (signal?.aborted && signal.reason === SHUTDOWN_REASON) {
         // Not the job's fault: give it back without using up an attempt; another worker takes it.
         await outbox.record([
@@ -147,6 +169,8 @@ export function createBackupHandler({ config, outbox, logger: parentLogger, isCa
         logger.info('job handed back to the queue');
         throw new WaitingError();
       }
+      // Only the owner of the job may write its next row.
+      if (!(await stillOwned().catch(() => true))) throw superseded(err);
       const failure = failureOf(err, signal);
       const attemptsAllowed = job.opts.attempts ?? 1;
       const willRetry = !failure.permanent && job.attemptsMade + 1 < attemptsAllowed;

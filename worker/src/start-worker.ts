@@ -13,7 +13,7 @@ import {
   type BackupResult,
   type CofferConfig,
 } from '@coffer/shared';
-import { CANCEL_REASON, SHUTDOWN_REASON, createBackupHandler } from './backup-handler.js';
+import { CANCEL_REASON, LOCK_LOST_REASON, SHUTDOWN_REASON, createBackupHandler } from './backup-handler.js';
 
 /** After this long without a ready connection while Redis answers others, the worker is rebuilt. */
 const WATCHDOG_INTERVAL_MS = 5000;
@@ -81,6 +81,13 @@ export function startWorker(config: CofferConfig, logger: Logger): RunningWorker
     });
     created.on('error', (err) => logger.error({ err }, 'worker error'));
     created.on('stalled', (jobId) => logger.warn({ jobId }, 'job lost its worker; queued again'));
+    // Past its lock another worker may already run the job: this attempt stops at once.
+    created.on('lockRenewalFailed', (jobIds) => {
+      for (const jobId of jobIds) {
+        if (created.cancelJob(jobId, LOCK_LOST_REASON))
+          logger.warn({ jobId }, 'lost the lock of a running job; stopping it');
+      }
+    });
     return created;
   }
   let worker = createWorker();

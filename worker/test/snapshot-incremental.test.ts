@@ -147,6 +147,32 @@ describe('incremental snapshots', () => {
     expectSameContents(source, second.path);
   });
 
+  it('takes as base only a snapshot of the same source, so another source cannot plant content', async () => {
+    // Someone else's source holds a file of the same name, size and mtime but other content.
+    const planted = path.join(tmp, 'planted');
+    await fs.mkdir(planted);
+    await fs.writeFile(path.join(planted, 'notes.txt'), 'REMEMBER\n');
+    const { mtime } = await fs.stat(path.join(source, 'notes.txt'));
+    await fs.utimes(path.join(planted, 'notes.txt'), mtime, mtime);
+    await snapshot({ source: planted });
+
+    const mine = await snapshot();
+
+    expect(mine.filesLinked).toBe(0);
+    expect(await fs.readFile(path.join(mine.path, 'notes.txt'), 'utf8')).toBe('remember\n');
+    expectSameContents(source, mine.path);
+  });
+
+  it('takes no base from a snapshot without a record of its source', async () => {
+    const first = await snapshot();
+    await fs.rm(path.join(folder, '.coffer'), { recursive: true });
+
+    const second = await snapshot();
+
+    expect(second.filesLinked).toBe(0);
+    expect(await sharedFiles(first.path, second.path)).toEqual([]);
+  });
+
   it('links a file source that did not change', async () => {
     const file = path.join(source, 'notes.txt');
     const first = await snapshot({ source: file });

@@ -4,7 +4,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { JobFailure } from '@coffer/shared';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createSnapshot, removeTree, snapshotName, type SnapshotRequest } from '../src/copy/index.js';
+import {
+  AttemptSuperseded,
+  createSnapshot,
+  removeTree,
+  snapshotName,
+  type SnapshotRequest,
+} from '../src/copy/index.js';
 
 const STARTED_AT = new Date('2026-11-27T19:10:45.123Z');
 const isRoot = process.getuid?.() === 0;
@@ -59,7 +65,9 @@ describe('createSnapshot', () => {
     const folder = path.join(backupRoot, 'projects', 'alpha');
     expect(result.path).toBe(path.join(folder, '20261127T191045.123Z-job-42'));
     expect(path.basename(result.path)).toMatch(/^\d{8}T\d{6}\.\d{3}Z-job-42$/);
-    expect(await fs.readdir(folder)).toEqual([path.basename(result.path)]);
+    // Beside the snapshot only Coffer's record of it, in a hidden folder.
+    expect((await fs.readdir(folder)).sort()).toEqual(['.coffer', path.basename(result.path)]);
+    expect(await fs.readdir(path.join(folder, '.coffer'))).toEqual([`${path.basename(result.path)}.json`]);
     expectSameContents(source, result.path);
     expect(result).toMatchObject({ files: 3, bytes: 7 + 9 + 4, dirs: 3, links: 1, skipped: 0, filesLinked: 0 });
     expect(result.warnings).toEqual({ count: 0, items: [] });
@@ -77,7 +85,7 @@ describe('createSnapshot', () => {
 
   it('removes what a crashed attempt of the same job left, and keeps other snapshots', async () => {
     const folder = path.join(backupRoot, 'projects', 'alpha');
-    const partial = path.join(folder, '.partial-job-42');
+    const partial = path.join(folder, '.partial-job-42+an-earlier-attempt');
     const earlier = path.join(folder, '20261127T180000.000Z-job-42');
     const otherJobs = ['20261127T170000.000Z-7', '20261127T170000.000Z-x-job-42', '20261127T170000.000Z-job-420'];
     await fs.mkdir(path.join(partial, 'half'), { recursive: true });
@@ -89,7 +97,7 @@ describe('createSnapshot', () => {
 
     const result = await createSnapshot(request());
 
-    expect((await fs.readdir(folder)).sort()).toEqual([...otherJobs, path.basename(result.path)].sort());
+    expect((await fs.readdir(folder)).sort()).toEqual(['.coffer', ...otherJobs, path.basename(result.path)].sort());
     expectSameContents(source, result.path);
   });
 
@@ -171,5 +179,99 @@ describe('createSnapshot', () => {
       permanent: true,
     });
     await expect(fs.access(backupRoot)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
+
+describe('createSnapshot with two attempts of one job', () => {
+  const folder = () => path.join(backupRoot, 'projects', 'alpha');
+
+  it('gives the final name only to an attempt that still owns the job', async () => {
+    const failure = await createSnapshot(request({ attempt: 'a', stillOwned: async () => false })).catch(
+      (error: unknown) => error,
+    );
+
+    expect(failure).toBeInstanceOf(AttemptSuperseded);
+    expect(await fs.readdir(folder())).toEqual([]);
+  });
+
+  it('takes its snapshot back when it lost the job while renaming', async () => {
+    let checks = 0;
+    const failure = await createSnapshot(
+      request({
+        attempt: 'a',
+        stillOwned: async () => {
+          checks += 1;
+          return checks === 1;
+        },
+      }),
+    ).catch((error: unknown) => error);
+
+    expect(failure).toBeInstanceOf(AttemptSuperseded);
+    expect(checks).toBe(2);
+    expect((await fs.readdir(folder())).filter((name) => name !== '.coffer')).toEqual([]);
+    expect(await fs.readdir(path.join(folder(), '.coffer'))).toEqual([]);
+  });
+
+  it('never lets a superseded attempt touch the copy of the attempt that owns the job', async () => {
+    await manyFiles(path.join(source, 'bulk'), 3000);
+    let owner = 'a';
+    // Attempt a is paused past its lock, b takes the job over and starts while a still copies.
+    const first = createSnapshot(
+      request({
+        attempt: 'a',
+        threads: 1,
+        startedAt: new Date(STARTED_AT.getTime() - 1000),
+        stillOwned: async () => owner === 'a',
+      }),
+    ).catch((error: unknown) => error);
+    owner = 'b';
+    const second = createSnapshot(request({ attempt: 'b', threads: 1, stillOwned: async () => owner === 'b' }));
+
+    const [lost, won] = await Promise.all([first, second]);
+
+    expect(lost).toBeInstanceOf(Error);
+    expectSameContents(source, won.path);
+    expect(won.files).toBe(3003);
+    expect((await fs.readdir(folder())).sort()).toEqual(['.coffer', path.basename(won.path)]);
+  });
+});
+
+describe('createSnapshot destinations', () => {
+  it('refuses a destination that passes through a link, writing nothing where it points', async () => {
+    const outside = path.join(tmp, 'outside');
+    await fs.mkdir(outside);
+    await fs.mkdir(backupRoot);
+    await fs.symlink(outside, path.join(backupRoot, 'esc'));
+
+    const failure = await createSnapshot(request({ destination: 'esc/inner' })).catch((error: unknown) => error);
+
+    expect(failure).toBeInstanceOf(JobFailure);
+    expect(failure).toMatchObject({ code: 'INVALID_DESTINATION', permanent: true });
+    expect((failure as JobFailure).message).toContain('link');
+    expect(await fs.readdir(outside)).toEqual([]);
+  });
+
+  it('refuses a destination through a link that an earlier snapshot holds', async () => {
+    const outside = path.join(tmp, 'outside');
+    await fs.mkdir(outside);
+    await fs.symlink(outside, path.join(source, 'esc'));
+    const first = await createSnapshot(request({ destination: 'dest' }));
+
+    const failure = await createSnapshot(
+      request({ jobId: 'job-43', destination: `dest/${path.basename(first.path)}/esc` }),
+    ).catch((error: unknown) => error);
+
+    expect(failure).toMatchObject({ code: 'INVALID_DESTINATION', permanent: true });
+    expect(await fs.readdir(outside)).toEqual([]);
+  });
+
+  it('fails with DESTINATION_NOT_WRITABLE, retryable, when a file stands where a destination folder goes', async () => {
+    await fs.mkdir(backupRoot);
+    await fs.writeFile(path.join(backupRoot, 'plain'), 'x');
+
+    await expect(createSnapshot(request({ destination: 'plain/inner' }))).rejects.toMatchObject({
+      code: 'DESTINATION_NOT_WRITABLE',
+      permanent: false,
+    });
   });
 });

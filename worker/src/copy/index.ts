@@ -3,6 +3,6 @@ export type { CopyCounts, CopyOptions, CopyReport, CopyWarning, CopyWarnings } f
 export { MAX_LISTED_WARNINGS } from './copy-counts.js';
 export { measureTree } from './measure-tree.js';
 export type { TreeSize } from './measure-tree.js';
-export { createSnapshot, snapshotName } from './snapshot.js';
+export { AttemptSuperseded, createSnapshot, snapshotName } from './snapshot.js';
 export type { SnapshotRequest, SnapshotResult } from './snapshot.js';
 export { removeTree } from './remove-tree.js';

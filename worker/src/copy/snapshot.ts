@@ -3,6 +3,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { JobFailure } from '@coffer/shared';
 import { copyTree, type CopyOptions, type CopyReport } from './copy-tree.js';
+import { openDestinationFolder } from './destination-folder.js';
+import { errorCode } from './errno.js';
 import { removeTree } from './remove-tree.js';
 import { toSnapshotFailure, type SnapshotPaths } from './snapshot-failure.js';
 
@@ -11,16 +13,22 @@ export interface SnapshotRequest {
   source: string;
   /** Absolute. */
   backupRoot: string;
-  /** Relative name, already validated (`[A-Za-z0-9._-]` segments separated by `/`, no `..`). */
+  /** Relative name (`[A-Za-z0-9._-]` segments separated by `/`, no `..`); checked again here. */
   destination: string;
   jobId: string;
+  /**
+   * Names this attempt's private folders (`[A-Za-z0-9_-]`), so that two attempts of one job
+   * (one of them paused past its lock) never write into, or remove, each other's copy.
+   * Default: `0`.
+   */
+  attempt?: string;
   /** Names the snapshot folder. */
   startedAt: Date;
   /**
-   * Hard-link the files unchanged since the newest complete snapshot in the same folder
-   * (same size, mode and mtime) instead of copying them, as `rsync --link-dest`. Each
-   * snapshot still holds every file, and deleting an older one never harms a newer one.
-   * Default true.
+   * Hard-link the files unchanged since the newest complete snapshot of the same source in
+   * the same folder (same size, mode, owner and mtime) instead of copying them, as
+   * `rsync --link-dest`. Each snapshot still holds every file, and deleting an older one
+   * never harms a newer one. Default true.
    */
   incremental?: boolean;
   /** Copy threads (see `CopyOptions.threads`). Default: one per core. */
@@ -28,6 +36,12 @@ export interface SnapshotRequest {
   /** Aborting stops the copy, removes the partial folder and rejects with `signal.reason`. */
   signal?: AbortSignal;
   onProgress?: CopyOptions['onProgress'];
+  /**
+   * Asked just before the complete copy gets its final name, and again just after: false means
+   * the job now belongs to another attempt, so this one removes its copy and rejects with
+   * `AttemptSuperseded`. Default: always true.
+   */
+  stillOwned?: () => Promise<boolean>;
 }
 
 export interface SnapshotResult extends CopyReport {
@@ -37,11 +51,31 @@ export interface SnapshotResult extends CopyReport {
   durationMs: number;
 }
 
+/** The job was taken over by another attempt (this one lost its lock); nothing of this attempt remains. */
+export class AttemptSuperseded extends Error {
+  override readonly name = 'AttemptSuperseded';
+  constructor(jobId: string) {
+    super(`job ${jobId} was taken over by another attempt; this attempt stopped`);
+  }
+}
+
 // The job id becomes part of a path, so it must stay one harmless name.
 const SAFE_JOB_ID = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
+const SAFE_ATTEMPT = /^[A-Za-z0-9_-]+$/;
 // `<timestamp>-<job id>`; the timestamp holds no '-', so the first one after it splits.
 const SNAPSHOT_NAME = /^\d{8}T\d{6}\.\d{3}Z-(.+)$/;
 const PARTIAL_PREFIX = '.partial-';
+// Job ids never hold '+', so `.partial-<id>+…` belongs to exactly one job.
+const ATTEMPT_SEPARATOR = '+';
+/** Coffer's own files about the snapshots of a destination folder (never inside a snapshot). */
+const METADATA_FOLDER = '.coffer';
+
+/** What Coffer records beside each snapshot, in `<folder>/.coffer/<snapshot name>.json`. */
+interface SnapshotMetadata {
+  /** The real path that was copied: only a snapshot of the same source may serve as incremental base. */
+  source: string;
+  jobId: string;
+}
 
 /** `20261127T191045.123Z-<jobId>`: UTC, sortable, no ':' (awkward in paths on some systems). */
 export function snapshotName(startedAt: Date, jobId: string): string {
@@ -50,24 +84,28 @@ export function snapshotName(startedAt: Date, jobId: string): string {
 
 /**
  * Copies `source` into a new snapshot, all or nothing: the copy is made in a hidden
- * `.partial-<jobId>` folder beside the snapshot and renamed to its final name only
- * once complete. On failure or abort the partial folder is removed and the error
- * rethrown: a `JobFailure` when its cause is known, the abort reason unchanged,
- * anything else unchanged (transient).
+ * `.partial-<jobId>+<attempt>` folder beside the snapshot and renamed to its final name only
+ * once complete, and only while this attempt still owns the job. On failure or abort the
+ * partial folder is removed and the error rethrown: a `JobFailure` when its cause is known,
+ * the abort reason unchanged, `AttemptSuperseded` when the job changed hands, anything else
+ * unchanged (transient).
  */
 export async function createSnapshot(request: SnapshotRequest): Promise<SnapshotResult> {
-  assertSafeJobId(request.jobId);
+  const attempt = request.attempt ?? '0';
+  assertSafeNames(request.jobId, attempt);
   request.signal?.throwIfAborted();
-  const folder = path.join(request.backupRoot, request.destination);
+  const folder = await openDestinationFolder(request.backupRoot, request.destination);
   const paths: SnapshotPaths = { source: request.source, backupRoot: request.backupRoot, folder };
   let previous: string | undefined;
   try {
-    previous = await prepareFolder(folder, request.jobId);
+    previous = await prepareFolder(folder, request.jobId, request.source);
   } catch (error) {
     throw toSnapshotFailure(error, paths, 'destination');
   }
-  const partial = path.join(folder, PARTIAL_PREFIX + request.jobId);
-  const finalPath = path.join(folder, snapshotName(request.startedAt, request.jobId));
+  const name = snapshotName(request.startedAt, request.jobId);
+  const partial = path.join(folder, `${PARTIAL_PREFIX}${request.jobId}${ATTEMPT_SEPARATOR}${attempt}`);
+  const finalPath = path.join(folder, name);
+  const stillOwned = request.stillOwned ?? (async () => true);
   const started = performance.now();
   try {
     const report = await copyTree(request.source, partial, {
@@ -78,55 +116,107 @@ export async function createSnapshot(request: SnapshotRequest): Promise<Snapshot
     });
     // A job cancelled after its last file must not appear as a finished snapshot.
     request.signal?.throwIfAborted();
+    if (!(await stillOwned())) throw new AttemptSuperseded(request.jobId);
+    await writeMetadata(folder, name, { source: request.source, jobId: request.jobId });
     await fs.rename(partial, finalPath);
+    // Paused between the check and the rename, this attempt may have lost the job meanwhile:
+    // then the snapshot is the new owner's to make, not this one's.
+    if (!(await stillOwned())) {
+      await discard(finalPath);
+      await fs.rm(metadataPath(folder, name), { force: true });
+      throw new AttemptSuperseded(request.jobId);
+    }
     return { ...report, path: finalPath, durationMs: Math.round(performance.now() - started) };
   } catch (error) {
-    await discardPartial(partial);
+    await discard(partial);
     if (request.signal?.aborted) throw request.signal.reason;
+    if (error instanceof AttemptSuperseded) throw error;
     throw toSnapshotFailure(error, paths);
   }
 }
 
 /**
- * Creates the destination folder and removes what an earlier attempt of the same job
- * left: its partial folder, and a final folder it may have renamed just before
- * crashing, unrecorded. Redoing the copy is safer than trusting either.
+ * Removes what earlier attempts of the same job left: their partial folders, and a final
+ * folder one may have renamed just before dying, unrecorded (redoing the copy is safer than
+ * trusting it). An attempt runs only once the earlier ones lost the job, so none of theirs is
+ * still wanted.
  *
- * Returns the newest complete snapshot of another job in the folder, if any: a final
- * name appears only once a copy is complete, and `.partial-*` folders never qualify.
+ * Returns the newest complete snapshot of the same source in the folder, if any: a final name
+ * appears only once a copy is complete, `.partial-*` folders never qualify, and a snapshot of
+ * another source (or one without Coffer's record of its source) is never a base.
  */
-async function prepareFolder(folder: string, jobId: string): Promise<string | undefined> {
-  await fs.mkdir(folder, { recursive: true });
+async function prepareFolder(folder: string, jobId: string, source: string): Promise<string | undefined> {
   const leftovers: string[] = [];
-  let newest: string | undefined;
+  const snapshots: string[] = [];
   // One call for the whole listing: iterating it entry by entry (a promise each) took a
   // tenth of a worker's time on tiny jobs, once a folder held a few dozen snapshots.
   for (const entry of await fs.readdir(folder, { withFileTypes: true })) {
-    if (isLeftoverOf(entry.name, jobId)) leftovers.push(path.join(folder, entry.name));
-    // The names start with a sortable UTC timestamp.
-    else if (entry.isDirectory() && SNAPSHOT_NAME.test(entry.name) && (newest === undefined || entry.name > newest)) {
-      newest = entry.name;
+    const snapshotJob = SNAPSHOT_NAME.exec(entry.name)?.[1];
+    if (isPartialOf(entry.name, jobId) || snapshotJob === jobId) {
+      leftovers.push(entry.name);
+    } else if (snapshotJob !== undefined && entry.isDirectory()) {
+      snapshots.push(entry.name);
     }
   }
-  for (const leftover of leftovers) await removeTree(leftover);
-  return newest === undefined ? undefined : path.join(folder, newest);
+  for (const leftover of leftovers) {
+    await removeTree(path.join(folder, leftover));
+    await fs.rm(metadataPath(folder, leftover), { force: true });
+  }
+  // The names start with a sortable UTC timestamp: newest first.
+  for (const name of snapshots.sort().reverse()) {
+    if ((await readMetadata(folder, name))?.source === source) return path.join(folder, name);
+  }
+  return undefined;
 }
 
-function isLeftoverOf(name: string, jobId: string): boolean {
-  return name === PARTIAL_PREFIX + jobId || SNAPSHOT_NAME.exec(name)?.[1] === jobId;
+function isPartialOf(name: string, jobId: string): boolean {
+  const prefix = PARTIAL_PREFIX + jobId;
+  // A bare `.partial-<id>` is what attempts made before attempts had their own folders.
+  return name === prefix || name.startsWith(prefix + ATTEMPT_SEPARATOR);
 }
 
-async function discardPartial(partial: string): Promise<void> {
+function metadataPath(folder: string, snapshot: string): string {
+  return path.join(folder, METADATA_FOLDER, `${snapshot}.json`);
+}
+
+async function writeMetadata(folder: string, snapshot: string, metadata: SnapshotMetadata): Promise<void> {
+  await fs.mkdir(path.join(folder, METADATA_FOLDER), { recursive: true });
+  await fs.writeFile(metadataPath(folder, snapshot), `${JSON.stringify(metadata)}\n`, { mode: 0o600 });
+}
+
+async function readMetadata(folder: string, snapshot: string): Promise<SnapshotMetadata | null> {
+  let text: string;
   try {
-    await removeTree(partial);
+    text = await fs.readFile(metadataPath(folder, snapshot), 'utf8');
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return null;
+    throw error;
+  }
+  try {
+    const parsed = JSON.parse(text) as Partial<SnapshotMetadata>;
+    return typeof parsed.source === 'string' && typeof parsed.jobId === 'string'
+      ? { source: parsed.source, jobId: parsed.jobId }
+      : null;
+  } catch {
+    // A damaged record only costs the incremental base: the next copy is a full one.
+    return null;
+  }
+}
+
+async function discard(folder: string): Promise<void> {
+  try {
+    await removeTree(folder);
   } catch {
     // The copy's own error is the one to report. A partial folder that resists
     // removal is hidden (a dot-folder) and the job's next attempt removes it.
   }
 }
 
-function assertSafeJobId(jobId: string): void {
+function assertSafeNames(jobId: string, attempt: string): void {
   if (!SAFE_JOB_ID.test(jobId)) {
     throw new JobFailure('INVALID_JOB', `job id ${JSON.stringify(jobId)} cannot name a snapshot folder`, true);
+  }
+  if (!SAFE_ATTEMPT.test(attempt)) {
+    throw new JobFailure('INVALID_JOB', `attempt ${JSON.stringify(attempt)} cannot name a folder`, true);
   }
 }
