@@ -1,10 +1,32 @@
 import { basename, isAbsolute, posix, relative, sep } from 'node:path';
 
-/** Longest source path we accept; Linux's PATH_MAX. */
+/** Longest source path we accept, in UTF-8 bytes; Linux's PATH_MAX. */
 export const MAX_PATH_LENGTH = 4096;
 export const MAX_DESTINATION_LENGTH = 1024;
+/** Longest name of one path segment, in bytes; Linux's NAME_MAX (ext4, XFS, btrfs). */
+export const MAX_SEGMENT_BYTES = 255;
 
 const DESTINATION_SEGMENT = /^[A-Za-z0-9._-]+$/;
+
+/** A snapshot folder's name: `<UTC timestamp>-<job id>`, e.g. `20261127T191045.123Z-6f1c…`. */
+export const SNAPSHOT_NAME = /^\d{8}T\d{6}\.\d{3}Z-/;
+/** The prefix of the hidden folder a snapshot is copied into before it is renamed into place. */
+export const PARTIAL_PREFIX = '.partial-';
+/** The hidden folder in each destination where Coffer keeps its own metadata. */
+export const METADATA_FOLDER = '.coffer';
+
+/**
+ * True for a name Coffer itself creates inside a destination folder: a snapshot, a partial copy
+ * or the metadata folder. A destination with such a segment would lie inside a snapshot (or
+ * inside Coffer's bookkeeping), so a backup could rewrite what another backup made.
+ */
+export function isReservedSegment(segment: string): boolean {
+  return SNAPSHOT_NAME.test(segment) || segment.startsWith(PARTIAL_PREFIX) || segment === METADATA_FOLDER;
+}
+
+function longestSegmentBytes(path: string): number {
+  return Math.max(0, ...path.split('/').map((segment) => Buffer.byteLength(segment, 'utf8')));
+}
 
 /** True when `child` is `root` itself or lies below it, comparing normalised paths only. */
 export function isInside(child: string, root: string): boolean {
@@ -23,8 +45,15 @@ export function checkSourcePath(source: string): PathProblem | null {
   if (source.includes('\0')) return { code: 'INVALID_SOURCE', message: 'source must not contain NUL bytes' };
   if (!isAbsolute(source))
     return { code: 'INVALID_SOURCE', message: `source must be an absolute path, got "${source}"` };
-  if (source.length > MAX_PATH_LENGTH) {
-    return { code: 'INVALID_SOURCE', message: `source is longer than ${MAX_PATH_LENGTH} characters` };
+  // Limits are the file system's, so they count UTF-8 bytes, not characters.
+  if (Buffer.byteLength(source, 'utf8') > MAX_PATH_LENGTH) {
+    return { code: 'INVALID_SOURCE', message: `source is longer than ${MAX_PATH_LENGTH} bytes (UTF-8)` };
+  }
+  if (longestSegmentBytes(source) > MAX_SEGMENT_BYTES) {
+    return {
+      code: 'INVALID_SOURCE',
+      message: `source has a segment longer than ${MAX_SEGMENT_BYTES} bytes (UTF-8); no file system holds such a name`,
+    };
   }
   // `..` is refused outright rather than resolved: what a client meant is ambiguous
   // once links are involved, and an honest client never needs it.
@@ -34,7 +63,11 @@ export function checkSourcePath(source: string): PathProblem | null {
   return null;
 }
 
-/** Checks a requested destination name: relative, `/`-separated safe segments. */
+/**
+ * Checks a requested destination name: relative, `/`-separated safe segments of at most 255
+ * bytes, none of them a name Coffer creates inside a destination (so no destination lies inside
+ * a snapshot, a partial copy or `.coffer`). Text only: the worker checks the real folders.
+ */
 export function checkDestination(destination: string): PathProblem | null {
   const invalid = (why: string): PathProblem => ({ code: 'INVALID_DESTINATION', message: `destination ${why}` });
   if (destination.length === 0) return invalid('must not be empty');
@@ -46,6 +79,14 @@ export function checkDestination(destination: string): PathProblem | null {
     if (segment === '.' || segment === '..') return invalid('must not contain "." or ".." segments');
     if (!DESTINATION_SEGMENT.test(segment)) {
       return invalid(`may contain only letters, digits, ".", "_", "-" and "/" separators, got "${destination}"`);
+    }
+    if (Buffer.byteLength(segment, 'utf8') > MAX_SEGMENT_BYTES) {
+      return invalid(`has a segment longer than ${MAX_SEGMENT_BYTES} bytes`);
+    }
+    if (isReservedSegment(segment)) {
+      return invalid(
+        `"${destination}" would lie inside a snapshot: "${segment}" is a snapshot, partial copy or metadata folder name`,
+      );
     }
   }
   return null;
