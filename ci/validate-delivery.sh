@@ -5,10 +5,11 @@
 #                with the ops profile and with .env.example (secrets from init-secrets.sh)
 #   jenkinsfile  npm-groovy-lint@16.2.0 --noserver --failon error
 #   shell        shellcheck over ci/*.sh, compose's scripts and the Jenkinsfile's sh steps
-# Usage: ci/validate-delivery.sh [install | CHECK...]; no argument: every check.
-# Installs the tools it lacks, quietly: docker-compose, shellcheck and a Java runtime with
-# apt-get (as root, or with sudo -n), the npm tools into $DELIVERY_TOOLS_DIR (default
-# ~/.cache/coffer-delivery-tools). The JSON-schema and cross-reference checks of the compose
+# Usage: ci/validate-delivery.sh [install | tools | CHECK...]; no argument: every check.
+# `install` installs the tools this machine lacks, quietly: docker-compose, shellcheck and a
+# Java runtime with apt-get (as root, or with sudo -n), the npm tools into $DELIVERY_TOOLS_DIR
+# (default ~/.cache/coffer-delivery-tools). `tools` and the checks only look for them and name
+# the command that installs what is missing: they never install anything themselves. The JSON-schema and cross-reference checks of the compose
 # file, and the pipeline and image replays, are vitest tests in test/delivery/.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -65,6 +66,19 @@ install_tools() {
   fi
 }
 
+# Prints each missing tool; fails when one is.
+missing_tools() {
+  local tool missing=0
+  for tool in docker-compose shellcheck java; do
+    command -v "$tool" >/dev/null 2>&1 || { say "missing: $tool"; missing=1; }
+  done
+  [ "$(npm_tool_version npm-groovy-lint)" = "$GROOVY_LINT_VERSION" ] ||
+    { say "missing: npm-groovy-lint@$GROOVY_LINT_VERSION in $TOOLS_DIR"; missing=1; }
+  [ "$(npm_tool_version dockerfile-utils)" = "$DOCKERFILE_UTILS_VERSION" ] ||
+    { say "missing: dockerfile-utils@$DOCKERFILE_UTILS_VERSION in $TOOLS_DIR"; missing=1; }
+  return "$missing"
+}
+
 check_dockerfiles() {
   local file failed=0
   for file in api/Dockerfile worker/Dockerfile db/Dockerfile; do
@@ -104,11 +118,15 @@ check_shell() {
 if [ "$#" -eq 0 ]; then
   set -- "${CHECKS[@]}"
 fi
-if ! install_tools; then
-  say "delivery checks: cannot install the tools"
+if [ "$*" = install ]; then
+  install_tools || { say "delivery checks: cannot install the tools"; exit 1; }
+  exit 0
+fi
+if ! missing_tools; then
+  say "delivery checks need these tools; install them with: bash ci/validate-delivery.sh install"
   exit 1
 fi
-[ "$*" = install ] && exit 0
+[ "$*" = tools ] && exit 0
 
 passed=0
 failed=()
@@ -116,7 +134,7 @@ for check in "$@"; do
   case " ${CHECKS[*]} " in
     *" $check "*) ;;
     *)
-      say "unknown check '$check' (known: install ${CHECKS[*]})"
+      say "unknown check '$check' (known: install tools ${CHECKS[*]})"
       exit 2
       ;;
   esac

@@ -1,12 +1,12 @@
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, describeRun, run } from './helpers/repo.js';
 
 // ci/validate-delivery.sh: dockerfile-utils, docker-compose 1.29, npm-groovy-lint and
-// shellcheck over the delivery files. It installs what this machine lacks (apt-get, npm);
-// when it cannot, these tests fail rather than skip.
+// shellcheck over the delivery files. Tests install nothing: `.ci/run` runs
+// `ci/validate-delivery.sh install` first; without the tools these tests fail, naming that command.
 
 const SCRIPT = 'ci/validate-delivery.sh';
 // Everything the script reads, for copies with one deliberate mistake.
@@ -25,12 +25,28 @@ let tmp: string;
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'coffer-static-'));
-  const installed = await run('bash', [SCRIPT, 'install'], { timeoutMs: 280_000 });
-  expect(installed.code, describeRun(installed)).toBe(0);
-}, 300_000);
+  const tools = await run('bash', [SCRIPT, 'tools'], { timeoutMs: 30_000 });
+  expect(tools.code, describeRun(tools)).toBe(0);
+}, 60_000);
 
 afterAll(async () => {
   if (tmp) await rm(tmp, { recursive: true, force: true });
+});
+
+describe('ci/validate-delivery.sh without its tools', () => {
+  it('installs nothing and names the command that installs them', async () => {
+    // Only bash and node on the PATH: docker-compose, shellcheck and java are missing.
+    const bin = await mkdtemp(join(tmp, 'bin-'));
+    for (const tool of ['bash', 'node', 'dirname', 'mktemp', 'rm']) {
+      const found = await run('bash', ['-c', `command -v ${tool}`]);
+      await symlink(found.stdout.trim(), join(bin, tool));
+    }
+    const result = await run('bash', [SCRIPT, 'shell'], { env: { PATH: bin, HOME: tmp } });
+    expect(result.code, describeRun(result)).toBe(1);
+    expect(result.stderr).toContain('missing: shellcheck');
+    expect(result.stderr).toContain('bash ci/validate-delivery.sh install');
+    expect(result.stderr).not.toContain('installing');
+  });
 });
 
 describe('ci/validate-delivery.sh passes on the repository', () => {

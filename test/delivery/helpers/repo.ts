@@ -1,21 +1,15 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 /** The repository root (this file is test/delivery/helpers/repo.ts). */
 export const REPO_ROOT = resolve(new URL('../../..', import.meta.url).pathname);
 /**
- * The official Compose schema from the team folder beside the repository; a clone
- * elsewhere (as CI's) finds it at the workplace's team folder, or where COMPOSE_SPEC says.
+ * The official Compose schema (compose-spec/compose-spec, `schema/compose-spec.json`, Apache-2.0),
+ * kept as a fixture so the repository tests itself anywhere; COMPOSE_SPEC points at another copy.
  */
 export const COMPOSE_SCHEMA =
-  [
-    process.env.COMPOSE_SPEC,
-    resolve(REPO_ROOT, '..', 'shared', 'data', 'compose-spec.json'),
-    '/work/shared/data/compose-spec.json',
-  ].find((candidate): candidate is string => candidate !== undefined && existsSync(candidate)) ??
-  resolve(REPO_ROOT, '..', 'shared', 'data', 'compose-spec.json');
+  process.env.COMPOSE_SPEC ?? resolve(REPO_ROOT, 'test', 'delivery', 'fixtures', 'compose-spec.json');
 /** Where ci/validate-delivery.sh installs its npm tools. */
 export const DELIVERY_TOOLS_DIR =
   process.env.DELIVERY_TOOLS_DIR ??
