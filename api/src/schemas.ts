@@ -61,6 +61,10 @@ export const jobViewSchema = {
                 type: 'object',
                 properties: {
                   path: { type: 'string', description: 'Relative to the source' },
+                  pathBase64: {
+                    type: 'string',
+                    description: "The path's raw bytes, base64, when they are not valid UTF-8 (path is then lossy)",
+                  },
                   code: { type: 'string', description: 'ENOENT or EACCES' },
                 },
                 required: ['path', 'code'],

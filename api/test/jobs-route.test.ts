@@ -1,6 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BACKUP_JOB_NAME, JOB_STATUSES, QUEUE_NAME, createRedis, type LogStatus } from '@coffer/shared';
 import {
   allPages,
   collect,
@@ -111,6 +114,36 @@ describe('GET /jobs/:id', () => {
     expect(view.createdAt <= (view.startedAt ?? '')).toBe(true);
   });
 
+  it('passes on the raw bytes of a warning path that is not UTF-8', async () => {
+    const connection = createRedis(api.env.config.redisUrl, 'worker');
+    const worker = new Worker(QUEUE_NAME, null, { connection, prefix: api.env.config.queuePrefix, autorun: false });
+    try {
+      // LIFO: the job the worker takes next, whatever earlier tests left waiting.
+      const added = await api.app.backupQueue.add(
+        BACKUP_JOB_NAME,
+        { source: folder, destination: 'raw' },
+        { lifo: true },
+      );
+      const job = await worker.getNextJob('test-token');
+      expect(job?.id).toBe(added.id);
+      const item = {
+        path: 'caf\uFFFD',
+        pathBase64: Buffer.from('caf\xe9', 'latin1').toString('base64'),
+        code: 'ENOENT',
+      };
+      const result = { path: '/b/raw/x', files: 1, bytes: 1, durationMs: 1, dirs: 0, links: 0, skipped: 0 };
+      await job?.moveToCompleted({ ...result, warnings: { count: 1, items: [item] } }, 'test-token', false);
+
+      const res = await getJob(added.id ?? '');
+
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.json<{ result: { warnings: unknown } }>().result.warnings).toEqual({ count: 1, items: [item] });
+    } finally {
+      await worker.close();
+      connection.disconnect();
+    }
+  });
+
   it('rebuilds a failed job from the log with its error code and message', async () => {
     const id = await queueBackup(api.app, { source: folder });
     await finishThroughLog(api.app, id, {
@@ -177,6 +210,63 @@ describe('GET /jobs', () => {
     expect(queuedJobs.map((item) => item.id)).toContain(waiting);
     expect(queuedJobs.map((item) => item.id)).not.toContain(done);
     expect(queuedJobs.every((item) => item.status === 'queued')).toBe(true);
+  });
+
+  it('filters by the status each job view shows, in the listing order, with its cursors', async () => {
+    const histories: LogStatus[][] = [
+      ['queued'],
+      ['queued', 'active'],
+      ['queued', 'active', 'retrying'],
+      ['queued', 'active', 'completed'],
+      ['queued', 'active', 'failed'],
+      ['queued', 'cancelled'],
+      ['queued', 'active', 'retrying', 'active', 'completed'],
+      // A stray row of a dead attempt, after the terminal one: the view says completed.
+      ['queued', 'active', 'completed', 'active'],
+      ['queued', 'active', 'retrying', 'active'],
+    ];
+    // Jobs Redis no longer holds, so every view comes from the log.
+    const ids: string[] = [];
+    for (const history of histories) {
+      const id = randomUUID();
+      ids.push(id);
+      let attempt = 0;
+      for (const status of history) {
+        if (status === 'active') attempt += 1;
+        const entry = {
+          action: 'backup',
+          parameter: folder,
+          status,
+          jobId: id,
+          worker: 'test',
+          actor: 'admin',
+        } as const;
+        await api.app.logStore.append({ ...entry, attempt: Math.max(1, attempt) });
+      }
+    }
+    const queuedRowIds = new Map((await logRows(api.db, "status = 'queued'")).map((row) => [row.job_id, row.id]));
+    const listing = await collect<JobViewBody>(api.app, '/jobs?limit=4');
+
+    for (const status of JOB_STATUSES) {
+      const pages = await allPages<JobViewBody>(api.app, `/jobs?status=${status}&limit=2`);
+
+      const filtered = pages.flatMap((page) => page.items);
+      expect(filtered.every((item) => item.status === status)).toBe(true);
+      expect(filtered.map((item) => item.id)).toEqual(
+        listing.filter((item) => item.status === status).map((item) => item.id),
+      );
+      for (const page of pages.slice(0, -1))
+        expect(page.nextCursor).toBe(queuedRowIds.get(page.items.at(-1)?.id ?? null));
+    }
+    const mine = (status: string) => listing.filter((item) => ids.includes(item.id) && item.status === status).length;
+    expect(JOB_STATUSES.map((status) => [status, mine(status)])).toEqual([
+      ['queued', 1],
+      ['active', 2],
+      ['retrying', 1],
+      ['completed', 3],
+      ['failed', 1],
+      ['cancelled', 1],
+    ]);
   });
 
   it.each([

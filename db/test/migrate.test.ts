@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createConnection, type RowDataPacket } from 'mysql2/promise';
 import { listMigrations, migrate, type MigrationTarget } from '@coffer/db';
@@ -23,10 +25,13 @@ async function query<T extends RowDataPacket>(sql: string, params: (string | num
   }
 }
 
+const before005: MigrationTarget = { ...target, database: `${target.database}_b` };
+
 afterAll(async () => {
   const { database, ...server } = target;
   const connection = await createConnection(server);
   await connection.query(`DROP DATABASE IF EXISTS \`${database}\``);
+  await connection.query(`DROP DATABASE IF EXISTS \`${before005.database}\``);
   await connection.end();
 });
 
@@ -73,6 +78,67 @@ describe('database migrations', () => {
     for (const migration of await listMigrations()) {
       const sql = await readFile(migration.file, 'utf8');
       expect(sql).toContain(`INSERT INTO schema_migrations (version) VALUES ('${migration.version}')`);
+    }
+  });
+});
+
+describe('migration 005 (job_status)', () => {
+  it("fills each job's current status from the log written before it", async () => {
+    // A database as it stood before 005: only the earlier files applied.
+    const earlier = await mkdtemp(join(tmpdir(), 'coffer-migrations-'));
+    try {
+      for (const migration of await listMigrations()) {
+        if (migration.version < '005') await copyFile(migration.file, join(earlier, basename(migration.file)));
+      }
+      await migrate(before005, silentLogger, earlier);
+    } finally {
+      await rm(earlier, { recursive: true, force: true });
+    }
+    const rows: [string | null, string, number | null, string | null][] = [
+      ['a', 'queued', 1, 'ops'],
+      ['b', 'queued', 1, 'ops'],
+      ['a', 'active', 1, 'ops'],
+      ['c', 'queued', 1, 'admin'],
+      ['b', 'active', 1, 'ops'],
+      ['a', 'completed', 1, 'ops'],
+      [null, 'rejected', null, 'ops'],
+      ['c', 'active', 1, 'admin'],
+      ['b', 'retrying', 1, 'ops'],
+      ['c', 'completed', 1, 'admin'],
+      ['b', 'active', 2, 'ops'],
+      // A stray row of a dead attempt after the terminal one: the job stays completed.
+      ['c', 'active', 2, 'admin'],
+      // A job whose queued row is missing is not listed, but has its status.
+      ['e', 'active', 1, null],
+    ];
+    const connection = await createConnection(before005);
+    try {
+      for (const [jobId, status, attempt, actor] of rows) {
+        await connection.query(
+          "INSERT INTO log (action, parameter, status, job_id, attempt, actor) VALUES ('backup', '/srv/x', ?, ?, ?, ?)",
+          [status, jobId, attempt, actor],
+        );
+      }
+    } finally {
+      await connection.end();
+    }
+
+    expect(await migrate(before005, silentLogger)).toContain('005_job_status');
+
+    const connection2 = await createConnection(before005);
+    try {
+      const [statuses] = await connection2.query<RowDataPacket[]>(
+        `SELECT s.job_id, s.status, s.actor, q.status AS queued_row
+         FROM job_status s LEFT JOIN log q ON q.id = s.queued_id ORDER BY s.job_id`,
+      );
+      expect(statuses).toEqual([
+        { job_id: 'a', status: 'completed', actor: 'ops', queued_row: 'queued' },
+        { job_id: 'b', status: 'active', actor: 'ops', queued_row: 'queued' },
+        { job_id: 'c', status: 'completed', actor: 'admin', queued_row: 'queued' },
+        { job_id: 'e', status: 'active', actor: null, queued_row: null },
+      ]);
+    } finally {
+      await connection2.end();
     }
   });
 });

@@ -19,6 +19,10 @@ const schema = {
     MYSQL_USER: { type: 'string', minLength: 1, default: 'root' },
     MYSQL_PASSWORD: { type: 'string', default: '' },
     MYSQL_DATABASE: { type: 'string', pattern: '^[A-Za-z0-9_]{1,64}$', default: 'coffer' },
+    MYSQL_QUERY_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 3_600_000, default: 5000 },
+    MYSQL_ACQUIRE_TIMEOUT_MS: { type: 'integer', minimum: 10, maximum: 600_000, default: 2000 },
+    MYSQL_QUEUE_LIMIT: { type: 'integer', minimum: 1, maximum: 100_000, default: 100 },
+    MYSQL_CONNECT_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 600_000, default: 5000 },
     HOST: { type: 'string', minLength: 1, default: '127.0.0.1' },
     PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 3000 },
     BACKUP_ROOT: { type: 'string', minLength: 1, default: '/var/lib/coffer/backups' },
@@ -53,12 +57,37 @@ export interface MysqlSettings {
   database: string;
 }
 
+/** How long a process waits on MySQL before it gives up (and the API answers 503). */
+export interface MysqlLimits {
+  /**
+   * Longest a statement may run, lock waits included. The server aborts it (lock waits at the
+   * next whole second); if the server does not answer at all, the client drops the connection
+   * a second later. Default 5000 ms.
+   */
+  queryTimeoutMs: number;
+  /** Longest a caller waits for a free connection of the pool. Default 2000 ms. */
+  acquireTimeoutMs: number;
+  /** Callers that may wait for a connection at once; more are refused at once. Default 100. */
+  queueLimit: number;
+  /** Longest opening a connection may take. Default 5000 ms. */
+  connectTimeoutMs: number;
+}
+
+/** The limits when none are configured (the variables' defaults). */
+export const DEFAULT_MYSQL_LIMITS: MysqlLimits = Object.freeze({
+  queryTimeoutMs: schema.properties.MYSQL_QUERY_TIMEOUT_MS.default,
+  acquireTimeoutMs: schema.properties.MYSQL_ACQUIRE_TIMEOUT_MS.default,
+  queueLimit: schema.properties.MYSQL_QUEUE_LIMIT.default,
+  connectTimeoutMs: schema.properties.MYSQL_CONNECT_TIMEOUT_MS.default,
+});
+
 /** Everything a Coffer process reads from its environment, validated once. */
 export interface CofferConfig {
   redisUrl: string;
   /** BullMQ key prefix. Default `coffer`. */
   queuePrefix: string;
   mysql: MysqlSettings;
+  mysqlLimits: MysqlLimits;
   host: string;
   port: number;
   /** Where snapshots are written. Default `/var/lib/coffer/backups`. */
@@ -215,6 +244,12 @@ export function loadConfig(env: Env = process.env): CofferConfig {
       user: String(parsed.MYSQL_USER),
       password: String(parsed.MYSQL_PASSWORD),
       database: String(parsed.MYSQL_DATABASE),
+    }),
+    mysqlLimits: Object.freeze({
+      queryTimeoutMs: Number(parsed.MYSQL_QUERY_TIMEOUT_MS),
+      acquireTimeoutMs: Number(parsed.MYSQL_ACQUIRE_TIMEOUT_MS),
+      queueLimit: Number(parsed.MYSQL_QUEUE_LIMIT),
+      connectTimeoutMs: Number(parsed.MYSQL_CONNECT_TIMEOUT_MS),
     }),
     host: String(parsed.HOST),
     port: Number(parsed.PORT),

@@ -1,7 +1,7 @@
-import type { Pool, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import { isTerminal, type JobStatus } from './job.js';
 
 type SqlValue = string | number | Date | null;
-import type { JobStatus } from './job.js';
 
 export type LogStatus = JobStatus | 'rejected';
 
@@ -94,6 +94,86 @@ function values(entry: LogEntry): SqlValue[] {
   ];
 }
 
+// job_status: each job's current status, the one its view shows: the terminal row's if it has
+// one, else the latest row's. `status_seq` orders a job's rows so that the upsert keeps the
+// highest whatever order concurrent writers commit in: the row id, plus TERMINAL_SEQ for a
+// terminal row, which so outranks every other (ids stay far below 2^52).
+const TERMINAL_SEQ = 2 ** 52;
+const UPSERT_JOB_STATUS_PREFIX = 'INSERT INTO job_status (job_id, status, status_seq, queued_id, actor) VALUES ';
+const UPSERT_JOB_STATUS_SUFFIX =
+  ' ON DUPLICATE KEY UPDATE' +
+  ' status = IF(VALUES(status_seq) > status_seq, VALUES(status), status),' +
+  ' status_seq = GREATEST(status_seq, VALUES(status_seq)),' +
+  ' actor = IF(VALUES(queued_id) IS NULL, actor, VALUES(actor)),' +
+  ' queued_id = COALESCE(VALUES(queued_id), queued_id)';
+
+const ER_LOCK_DEADLOCK = 1213;
+const TRANSACTION_TRIES = 3;
+
+interface JobStatusRow {
+  jobId: string;
+  status: string;
+  seq: number;
+  queuedId: number | null;
+  actor: string | null;
+}
+
+/** The job_status rows the given log rows (every row of those jobs) call for. */
+function jobStatuses(rows: readonly RowDataPacket[]): JobStatusRow[] {
+  const byJob = new Map<string, JobStatusRow>();
+  for (const row of rows) {
+    const jobId = String(row.job_id);
+    const id = Number(row.id);
+    const status = String(row.status);
+    const seq = id + (isTerminal(status) ? TERMINAL_SEQ : 0);
+    const job = byJob.get(jobId) ?? { jobId, status, seq, queuedId: null, actor: null };
+    if (seq >= job.seq) Object.assign(job, { status, seq });
+    if (status === 'queued' && (job.queuedId === null || id < job.queuedId)) {
+      Object.assign(job, { queuedId: id, actor: (row.actor as string | null) ?? null });
+    }
+    byJob.set(jobId, job);
+  }
+  // Always the same lock order, so two writers cannot deadlock on each other's rows.
+  return [...byJob.values()].sort((a, b) => (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0));
+}
+
+/**
+ * Brings job_status in step with the log for these jobs, inside the caller's transaction.
+ * It reads every row of the jobs (its own included) and keeps the highest `status_seq`, so
+ * a concurrent writer that sees other rows cannot undo it.
+ */
+async function refreshJobStatus(connection: PoolConnection, jobIds: readonly string[]): Promise<void> {
+  const [rows] = await connection.query<RowDataPacket[]>(
+    'SELECT id, job_id, status, actor FROM log WHERE job_id IN (?)',
+    [jobIds],
+  );
+  const statuses = jobStatuses(rows);
+  if (statuses.length === 0) return;
+  await connection.query(
+    UPSERT_JOB_STATUS_PREFIX + statuses.map(() => '(?, ?, ?, ?, ?)').join(', ') + UPSERT_JOB_STATUS_SUFFIX,
+    statuses.flatMap((job) => [job.jobId, job.status, job.seq, job.queuedId, job.actor]),
+  );
+}
+
+/** Runs `work` in a transaction; a deadlock (the server rolled back) is tried again. */
+async function inTransaction(pool: Pool, work: (connection: PoolConnection) => Promise<void>): Promise<void> {
+  for (let attempt = 1; ; attempt += 1) {
+    const connection = await pool.getConnection();
+    try {
+      await connection.query('START TRANSACTION');
+      await work(connection);
+      await connection.query('COMMIT');
+      return;
+    } catch (err) {
+      // A connection that cannot even roll back is not handed to anyone else.
+      await connection.query('ROLLBACK').catch(() => connection.destroy());
+      if (attempt >= TRANSACTION_TRIES || (err as { errno?: unknown }).errno !== ER_LOCK_DEADLOCK) throw err;
+    } finally {
+      connection.release();
+    }
+  }
+}
+
 function toRow(raw: RowDataPacket): LogRow {
   return {
     id: Number(raw.id),
@@ -124,12 +204,24 @@ function pageOf<T extends { id: number }>(rows: T[], limit: number): Page<T> {
 /** The `log` table: appended to by the API and workers, read by dashboards. */
 export function createLogRepository(pool: Pool) {
   return {
-    /** Appends transitions in one round trip, in the given order. */
+    /**
+     * Appends transitions in one INSERT, in the given order, and brings their jobs' rows of
+     * job_status in step in the same transaction.
+     */
     async append(entries: LogEntry | readonly LogEntry[]): Promise<void> {
-      const list = Array.isArray(entries) ? entries : [entries as LogEntry];
+      const list: readonly LogEntry[] = Array.isArray(entries) ? entries : [entries as LogEntry];
       if (list.length === 0) return;
       const sql = INSERT_PREFIX + list.map(() => ROW_PLACEHOLDERS).join(', ') + INSERT_SUFFIX;
-      await pool.execute<ResultSetHeader>(sql, list.flatMap(values));
+      const jobIds = [...new Set(list.flatMap((entry) => (entry.jobId === null ? [] : [entry.jobId])))];
+      if (jobIds.length === 0) {
+        // `rejected` rows only: no job to keep in step.
+        await pool.execute<ResultSetHeader>(sql, list.flatMap(values));
+        return;
+      }
+      await inTransaction(pool, async (connection) => {
+        await connection.execute<ResultSetHeader>(sql, list.flatMap(values));
+        await refreshJobStatus(connection, jobIds);
+      });
     },
 
     /** Log rows, newest first, filtered and paged by id. */
@@ -185,8 +277,9 @@ export function createLogRepository(pool: Pool) {
     },
 
     /**
-     * Job ids, newest first, by their `queued` row; with `status`, only jobs whose
-     * latest transition is that status; with `actor`, only jobs that token submitted.
+     * Job ids, newest first, by their `queued` row; with `status`, only jobs in that status
+     * (the terminal one once they have one, else their latest transition's, as their view
+     * says; read from job_status); with `actor`, only jobs that token submitted.
      * The cursor is the `queued` row's id.
      */
     async jobIds(filter: {
@@ -196,20 +289,24 @@ export function createLogRepository(pool: Pool) {
       actor?: string;
     }): Promise<Page<{ id: number; jobId: string }>> {
       const params: SqlValue[] = [];
-      let sql = "SELECT q.id, q.job_id FROM log q WHERE q.status = 'queued'";
+      let sql: string;
+      if (filter.status === undefined) {
+        sql = "SELECT id, job_id FROM log WHERE status = 'queued'";
+      } else {
+        // Served by job_status_status (status, queued_id) or job_status_actor (actor, status, queued_id).
+        sql = 'SELECT queued_id AS id, job_id FROM job_status WHERE status = ? AND queued_id IS NOT NULL';
+        params.push(filter.status);
+      }
+      const order = filter.status === undefined ? 'id' : 'queued_id';
       if (filter.cursor !== undefined) {
-        sql += ' AND q.id < ?';
+        sql += ` AND ${order} < ?`;
         params.push(filter.cursor);
       }
       if (filter.actor !== undefined) {
-        sql += ' AND q.actor = ?';
+        sql += ' AND actor = ?';
         params.push(filter.actor);
       }
-      if (filter.status !== undefined) {
-        sql += ' AND (SELECT l.status FROM log l WHERE l.job_id = q.job_id ORDER BY l.id DESC LIMIT 1) = ?';
-        params.push(filter.status);
-      }
-      sql += ` ORDER BY q.id DESC LIMIT ${Math.trunc(filter.limit) + 1}`;
+      sql += ` ORDER BY ${order} DESC LIMIT ${Math.trunc(filter.limit) + 1}`;
       const [rows] = await pool.execute<RowDataPacket[]>(sql, params);
       const items = rows.map((r) => ({ id: Number(r.id), jobId: String(r.job_id) }));
       return pageOf(items, filter.limit);

@@ -46,6 +46,28 @@ describe('configuration from the environment', () => {
     expect(config.workerConcurrency).toBe(4);
   });
 
+  it('bounds every wait on MySQL: a few seconds by default, configurable, never unbounded', () => {
+    expect(loadConfig({}).mysqlLimits).toEqual({
+      queryTimeoutMs: 5000,
+      acquireTimeoutMs: 2000,
+      queueLimit: 100,
+      connectTimeoutMs: 5000,
+    });
+    expect(loadConfig({ MYSQL_QUERY_TIMEOUT_MS: '800', MYSQL_QUEUE_LIMIT: '5' }).mysqlLimits).toMatchObject({
+      queryTimeoutMs: 800,
+      queueLimit: 5,
+    });
+    expect(
+      problemsOf({ MYSQL_QUERY_TIMEOUT_MS: '0', MYSQL_ACQUIRE_TIMEOUT_MS: 'soon', MYSQL_QUEUE_LIMIT: '0' }),
+    ).toEqual(
+      expect.arrayContaining([
+        expect.stringContaining('MYSQL_QUERY_TIMEOUT_MS'),
+        expect.stringContaining('MYSQL_ACQUIRE_TIMEOUT_MS'),
+        expect.stringContaining('MYSQL_QUEUE_LIMIT'),
+      ]),
+    );
+  });
+
   it('treats an empty variable as unset', () => {
     expect(loadConfig({ PORT: '', LOG_LEVEL: '' })).toMatchObject({ port: 3000, logLevel: 'info' });
   });

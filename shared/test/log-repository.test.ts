@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Pool } from 'mysql2/promise';
+import type { Pool, RowDataPacket } from 'mysql2/promise';
 import { createLogRepository, createMysqlPool, type LogEntry, type LogRepository } from '@coffer/shared';
 import { createTestEnvironment, type TestEnvironment } from '../../test/helpers/environment.js';
 
@@ -84,6 +84,64 @@ describe('log repository', () => {
     expect(completed.items.map((item) => item.jobId)).not.toContain(waiting);
     expect(queued.items.map((item) => item.jobId)).toContain(waiting);
     expect(queued.items.map((item) => item.jobId)).not.toContain(done);
+  });
+
+  it('lists a job by its terminal status even when a stray row of a dead attempt lands after it', async () => {
+    const id = randomUUID();
+    await repo.append([entry(id, 'queued'), entry(id, 'active'), entry(id, 'completed')]);
+    await repo.append(entry(id, 'active', 2));
+
+    const completed = await repo.jobIds({ status: 'completed', limit: 100 });
+    const active = await repo.jobIds({ status: 'active', limit: 100 });
+
+    expect(completed.items.map((item) => item.jobId)).toContain(id);
+    expect(active.items.map((item) => item.jobId)).not.toContain(id);
+  });
+
+  it("keeps each job's status in step whatever order concurrent writers commit in", async () => {
+    const jobs = Array.from({ length: 20 }, () => randomUUID());
+    await repo.append(jobs.map((id) => entry(id, 'queued')));
+    // Each job's later rows race each other in separate appends (separate transactions).
+    await Promise.all(
+      jobs.flatMap((id, i) => [
+        repo.append(entry(id, 'active')),
+        repo.append(entry(id, 'retrying')),
+        repo.append(entry(id, 'active', 2)),
+        ...(i % 2 === 0 ? [repo.append(entry(id, 'failed', 2))] : []),
+      ]),
+    );
+
+    const [rows] = await pool.query<RowDataPacket[]>('SELECT job_id, status FROM job_status WHERE job_id IN (?)', [
+      jobs,
+    ]);
+    const stored = new Map(rows.map((row) => [String(row.job_id), String(row.status)]));
+    const histories = await repo.histories(jobs);
+    for (const id of jobs) {
+      const history = histories.get(id) ?? [];
+      const expected = (history.find((row) => row.status === 'failed') ?? history.at(-1))?.status;
+      expect(stored.get(id), id).toBe(expected);
+    }
+  });
+
+  it('pages a status filter by the queued rows, newest first, without overlap', async () => {
+    const ids: string[] = Array.from({ length: 7 }, () => randomUUID());
+    for (const id of ids) await repo.append([entry(id, 'queued'), entry(id, 'cancelled')]);
+    const [queuedRows] = await pool.query<RowDataPacket[]>(
+      "SELECT id, job_id FROM log WHERE status = 'queued' AND job_id IN (?) ORDER BY id DESC",
+      [ids],
+    );
+    const seen: { id: number; jobId: string }[] = [];
+    let cursor: number | undefined;
+    for (;;) {
+      const page = await repo.jobIds({ status: 'cancelled', limit: 3, cursor });
+      seen.push(...page.items);
+      if (page.nextCursor === null) break;
+      expect(page.nextCursor).toBe(page.items.at(-1)?.id);
+      cursor = page.nextCursor;
+    }
+    expect(seen.filter((item) => ids.includes(item.jobId))).toEqual(
+      queuedRows.map((row) => ({ id: Number(row.id), jobId: String(row.job_id) })),
+    );
   });
 
   it('returns histories of several jobs grouped, unknown ones empty', async () => {

@@ -1,10 +1,18 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { JOB_STATUSES, isTerminal, requestCancel, type CofferConfig, type JobStatus } from '@coffer/shared';
+import {
+  JOB_STATUSES,
+  isTerminal,
+  requestCancel,
+  type CofferConfig,
+  type JobStatus,
+  type LogEntry,
+} from '@coffer/shared';
 import { ANY_ROLE, SUBMITTERS, maySeeJob, seesAllJobs, type Principal } from '../auth/roles.js';
 import { JobFinished, JobNotFound, QueueUnavailable } from '../errors.js';
 import { createJobLookup } from '../jobs/job-lookup.js';
 import type { JobView } from '../jobs/job-view.js';
 import { principalOf } from '../plugins/auth.js';
+import logOutbox from '../plugins/log-outbox.js';
 import { cursorQuery, errorResponses } from '../schemas.js';
 
 const idParams = {
@@ -16,6 +24,8 @@ const idParams = {
 const QUEUED_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children']);
 
 const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { config }) => {
+  // Only the cancel route writes through the outbox; it is registered here unless the app already did.
+  if (!app.hasDecorator('logOutbox')) await app.register(logOutbox, { config });
   const lookup = createJobLookup(app.backupQueue, app.logStore);
 
   app.get<{ Params: { id: string } }>(
@@ -96,40 +106,44 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
       if (!view || !maySeeJob(principal, view.actor)) throw new JobNotFound(id);
       if (isTerminal(view.status)) throw new JobFinished(id, view.status);
 
-      let outcome: 'removed' | 'lost' | 'signalled';
-      try {
-        outcome = await cancelInQueue(id);
-      } catch (err) {
-        throw new QueueUnavailable({ cause: err });
-      }
-      if (outcome === 'signalled') {
+      const where = await requestCancellation(id);
+      if (where === 'running') {
         request.log.info({ jobId: id, by: principal.name }, 'cancel requested for running job');
         return reply.code(202).send(view);
       }
-      // A queued job removed now, or one Redis lost while the log shows it pending: nothing can run it any more.
-      request.log.info({ jobId: id, outcome, by: principal.name }, 'job cancelled');
-      return reply.code(200).send(await recordCancelled(view, principal));
+      // Recorded before the job leaves the queue: an answer that fails leaves the job queued.
+      const cancelled = await recordCancelled(view, principal);
+      // remove() refuses a job a worker has just locked; that worker sees the request first thing and cancels it.
+      const removed = where === 'lost' || (await app.backupQueue.remove(id).catch(() => 0)) === 1;
+      request.log.info({ jobId: id, where, removed, by: principal.name }, 'job cancelled');
+      return removed ? reply.code(200).send(cancelled) : reply.code(202).send(view);
     },
   );
 
-  async function cancelInQueue(id: string): Promise<'removed' | 'lost' | 'signalled'> {
-    const job = await app.backupQueue.getJob(id);
-    if (!job) return 'lost';
-    if (QUEUED_STATES.has(await job.getState())) {
-      // remove() refuses a job a worker has just locked; that one is cancelled as running.
-      const removed = await job.remove().then(
-        () => true,
-        () => false,
-      );
-      if (removed) return 'removed';
+  /**
+   * Asks for the job to be cancelled (a Redis key every worker checks before it runs a job,
+   * and a message to the one running it), then says where it is. A job still waiting after
+   * the request can only end cancelled, whoever takes it. 'lost': Redis no longer holds a
+   * job the log shows pending; nothing can run it any more.
+   */
+  async function requestCancellation(id: string): Promise<'waiting' | 'running' | 'lost'> {
+    try {
+      await requestCancel(app.redis, config.queuePrefix, id);
+      const state = await app.backupQueue.getJobState(id);
+      if (state === 'unknown') return 'lost';
+      return QUEUED_STATES.has(state) ? 'waiting' : 'running';
+    } catch (err) {
+      throw new QueueUnavailable({ cause: err });
     }
-    await requestCancel(app.redis, config.queuePrefix, id);
-    return 'signalled';
   }
 
+  /**
+   * Writes the job's `cancelled` row: to MySQL, or while MySQL is away to the log outbox in
+   * Redis, from which it reaches MySQL when it returns (as the workers' rows do).
+   */
   async function recordCancelled(view: JobView, by: Principal): Promise<JobView> {
     const message = `cancelled before it ran, by token "${by.name}"`;
-    await app.logStore.append({
+    const entry: LogEntry = {
       action: 'backup',
       parameter: view.source,
       status: 'cancelled',
@@ -141,7 +155,14 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
       destination: view.destination,
       // The job's rows all name the token that submitted it; the canceller is in the message.
       actor: view.actor,
-    });
+    };
+    try {
+      await app.logStore.append(entry);
+    } catch (logError) {
+      await app.logOutbox.record([entry], { code: 'CANCELLED', message }).catch(() => {
+        throw logError;
+      });
+    }
     const finishedAt = new Date().toISOString();
     return { ...view, status: 'cancelled', error: { code: 'CANCELLED', message }, finishedAt };
   }

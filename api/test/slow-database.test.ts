@@ -1,0 +1,115 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { LightMyRequestResponse } from 'fastify';
+import { createConnection, type Connection, type PoolConnection } from 'mysql2/promise';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  expectError,
+  finishThroughLog,
+  lastLogId,
+  logRows,
+  queueBackup,
+  startApi,
+  type ApiHarness,
+  type JobViewBody,
+} from './helpers.js';
+
+// MySQL is up but slow: a table lock held elsewhere, or every pool connection busy. With
+// small limits configured, each request answers (or fails with 503) instead of waiting.
+let api: ApiHarness;
+let folder: string;
+let locker: Connection | undefined;
+
+beforeAll(async () => {
+  api = await startApi({ MYSQL_QUERY_TIMEOUT_MS: '500', MYSQL_ACQUIRE_TIMEOUT_MS: '300' });
+  folder = join(api.env.sources, 'data');
+  await mkdir(folder);
+});
+
+afterEach(async () => {
+  await locker?.end();
+  locker = undefined;
+});
+
+afterAll(async () => {
+  await api?.close();
+});
+
+/** The response, or a failure if none came within `ms`: the request must not wait forever. */
+async function answered(request: Promise<LightMyRequestResponse>, ms = 20_000): Promise<LightMyRequestResponse> {
+  let timer: NodeJS.Timeout | undefined;
+  const hang = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([request, hang]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe('while another session holds the log table locked', () => {
+  it('refuses a backup with 503 LOG_UNAVAILABLE and queues nothing, then accepts once the lock is gone', async () => {
+    const countsBefore = await api.app.backupQueue.getJobCounts();
+    const lastIdBefore = await lastLogId(api.db);
+    locker = await createConnection({ ...api.env.config.mysql });
+    await locker.query('LOCK TABLES log WRITE');
+
+    const res = await answered(api.app.inject({ method: 'POST', url: '/backup', payload: { source: folder } }));
+
+    expectError(res, 503, 'LOG_UNAVAILABLE');
+    expect(await api.app.backupQueue.getJobCounts()).toEqual(countsBefore);
+    await locker.query('UNLOCK TABLES');
+    expect(await logRows(api.db, 'id > ?', [lastIdBefore])).toEqual([]);
+    const after = await api.app.inject({ method: 'POST', url: '/backup', payload: { source: folder } });
+    expect(after.statusCode, after.body).toBe(202);
+  });
+
+  it('answers job reads that need the log with 503, not a wait', async () => {
+    const id = await queueBackup(api.app, { source: folder });
+    await finishThroughLog(api.app, id, { status: 'failed', code: 'COPY_FAILED', message: 'disk' });
+    locker = await createConnection({ ...api.env.config.mysql });
+    await locker.query('LOCK TABLES log WRITE');
+
+    const one = await answered(api.app.inject({ method: 'GET', url: `/jobs/${id}` }));
+    const filtered = await answered(api.app.inject({ method: 'GET', url: '/jobs?status=failed' }));
+
+    expectError(one, 503, 'LOG_UNAVAILABLE');
+    expectError(filtered, 503, 'LOG_UNAVAILABLE');
+  });
+});
+
+describe('while slow statements hold every pool connection', () => {
+  it('answers an unrelated job read (at worst 503) and the slow statements end', async () => {
+    const id = await queueBackup(api.app, { source: folder });
+    await finishThroughLog(api.app, id, { status: 'failed', code: 'COPY_FAILED', message: 'disk' });
+    // More than the pool holds (10): the last ones wait for a connection too.
+    const slow = Promise.allSettled(Array.from({ length: 12 }, () => api.app.mysql.query('SELECT SLEEP(3600)')));
+
+    const res = await answered(api.app.inject({ method: 'GET', url: `/jobs/${id}` }));
+
+    expect([200, 503]).toContain(res.statusCode);
+    if (res.statusCode === 200) expect(res.json<JobViewBody>()).toMatchObject({ id, status: 'failed' });
+    else expectError(res, 503, 'LOG_UNAVAILABLE');
+    // The server ends them (or the pool gives up on them): none is left holding a connection.
+    const ended = await answered(slow.then(() => api.app.inject({ method: 'GET', url: '/ready' })));
+    expect(ended.statusCode, ended.body).toBe(200);
+  });
+
+  it('answers 503 at the acquire deadline while every connection stays taken, and recovers', async () => {
+    const id = await queueBackup(api.app, { source: folder });
+    await finishThroughLog(api.app, id, { status: 'completed', snapshot: '/b/x', files: 1, bytes: 1, durationMs: 1 });
+    const held: PoolConnection[] = [];
+    try {
+      for (let i = 0; i < 10; i += 1) held.push(await api.app.mysql.getConnection());
+
+      const res = await answered(api.app.inject({ method: 'GET', url: `/jobs/${id}` }));
+
+      expectError(res, 503, 'LOG_UNAVAILABLE');
+    } finally {
+      for (const connection of held) connection.release();
+    }
+    const after = await api.app.inject({ method: 'GET', url: `/jobs/${id}` });
+    expect(after.statusCode, after.body).toBe(200);
+  });
+});
