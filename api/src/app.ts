@@ -3,6 +3,7 @@ import addFormats from 'ajv-formats';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { CofferConfig } from '@coffer/shared';
 import auth from './plugins/auth.js';
+import destinationStore from './plugins/destination-store.js';
 import docs from './plugins/docs.js';
 import errors from './plugins/errors.js';
 import logStore from './plugins/log-store.js';
@@ -18,6 +19,7 @@ import jobRoutes from './routes/jobs.js';
 import logRoutes from './routes/logs.js';
 import tokenRoutes from './routes/tokens.js';
 import { errorSchema, jobViewSchema, logRowSchema } from './schemas.js';
+import { wellFormedStrings } from './well-formed.js';
 
 /** Request bodies above this are refused with 413. */
 export const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -50,11 +52,18 @@ function validators() {
       strict: false,
     }),
   );
-  for (const schema of [errorSchema, jobViewSchema, logRowSchema]) {
-    strict.addSchema(schema);
-    lenient.addSchema(schema);
+  for (const ajv of [strict, lenient]) {
+    for (const schema of [errorSchema, jobViewSchema, logRowSchema]) ajv.addSchema(schema);
+    ajv.addFormat('date-time', { type: 'string', validate: isInstant });
   }
   return { strict, lenient };
+}
+
+// RFC 3339 allows a leap second (`23:59:60`) and offsets without minutes, which Date cannot
+// read; such an instant would reach the database as an invalid date. Only instants Date reads.
+const rfc3339 = addFormats.default(new Ajv.default(), ['date-time']).compile({ type: 'string', format: 'date-time' });
+function isInstant(value: string): boolean {
+  return rfc3339(value) && Number.isFinite(Date.parse(value));
 }
 
 /** Builds the API without listening; server.ts listens, tests inject. */
@@ -72,7 +81,7 @@ export async function buildApp({ config, logger, https }: AppOptions): Promise<F
 
   const { strict, lenient } = validators();
   app.setValidatorCompiler(({ schema, httpPart }) =>
-    httpPart === 'body' ? strict.compile(schema) : lenient.compile(schema),
+    wellFormedStrings((httpPart === 'body' ? strict : lenient).compile(schema)),
   );
   app.addSchema(errorSchema);
   app.addSchema(jobViewSchema);
@@ -84,6 +93,7 @@ export async function buildApp({ config, logger, https }: AppOptions): Promise<F
   await app.register(mysql, { config });
   await app.register(logStore);
   await app.register(tokenStore);
+  await app.register(destinationStore);
   await app.register(queue, { config });
   await app.register(errors, { config });
   await app.register(auth, { config });

@@ -4,6 +4,7 @@ import createError from '@fastify/error';
 export const SourceInvalid = createError('INVALID_SOURCE', '%s', 400);
 export const SourceOutsideRoots = createError('SOURCE_OUTSIDE_ROOTS', '%s', 400);
 export const DestinationInvalid = createError('INVALID_DESTINATION', '%s', 400);
+export const DestinationNotOwned = createError('DESTINATION_NOT_OWNED', '%s', 403);
 export const JobNotFound = createError('JOB_NOT_FOUND', 'no job with id "%s"', 404);
 export const JobFinished = createError('JOB_FINISHED', 'job "%s" already finished as %s; nothing to cancel', 409);
 export const IdempotencyKeyReused = createError(

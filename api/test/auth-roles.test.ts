@@ -44,9 +44,14 @@ function send(caller: Caller, options: InjectOptions) {
   return api.request(caller === 'none' ? null : tokens[caller], options);
 }
 
+/** A backup request of `caller`'s, into a destination of its own (destinations are owned). */
+function backupOf(caller: Caller) {
+  return { source: folder, destination: `by-${caller}` };
+}
+
 /** A job submitted by `caller`, for the routes that read or cancel one. */
 async function jobOf(caller: Caller = 'operator'): Promise<string> {
-  const res = await send(caller, { method: 'POST', url: '/backup', payload: { source: folder } });
+  const res = await send(caller, { method: 'POST', url: '/backup', payload: backupOf(caller) });
   expect(res.statusCode, res.body).toBe(202);
   return res.json<{ id: string }>().id;
 }
@@ -70,7 +75,7 @@ const adminOnly = (ok: number): Expected => ({
   admin: ok,
 });
 
-const routes: [string, () => Promise<InjectOptions>, Expected][] = [
+const routes: [string, (caller: Caller) => Promise<InjectOptions>, Expected][] = [
   ['GET /health', async () => ({ method: 'GET', url: '/health' }), open],
   ['GET /ready', async () => ({ method: 'GET', url: '/ready' }), open],
   ['GET /metrics', async () => ({ method: 'GET', url: '/metrics' }), anyToken],
@@ -78,7 +83,7 @@ const routes: [string, () => Promise<InjectOptions>, Expected][] = [
   ['GET /docs/', async () => ({ method: 'GET', url: '/docs/' }), open],
   [
     'POST /backup',
-    async () => ({ method: 'POST', url: '/backup', payload: { source: folder } }),
+    async (caller) => ({ method: 'POST', url: '/backup', payload: backupOf(caller) }),
     { none: 401, bad: 401, viewer: 403, operator: 202, other: 202, admin: 202 },
   ],
   ['GET /jobs', async () => ({ method: 'GET', url: '/jobs' }), anyToken],
@@ -121,7 +126,7 @@ const matrix = routes.flatMap(([route, build, expected]) =>
 
 describe('the role matrix: every route × {no token, bad token, viewer, operator, other operator, admin}', () => {
   it.each(matrix)('%s as %s answers %i', async (_route, caller, status, build) => {
-    const res = await send(caller, await build());
+    const res = await send(caller, await build(caller));
 
     expect(res.statusCode, res.body).toBe(status);
     if (status === 401) {
@@ -250,11 +255,10 @@ describe('operators see and cancel only their own jobs', () => {
 
   it('keeps Idempotency-Keys apart per token: the same key from two operators makes two jobs', async () => {
     const headers = { 'idempotency-key': 'nightly' };
-    const payload = { source: folder };
 
-    const first = await send('operator', { method: 'POST', url: '/backup', payload, headers });
-    const second = await send('other', { method: 'POST', url: '/backup', payload, headers });
-    const replay = await send('operator', { method: 'POST', url: '/backup', payload, headers });
+    const first = await send('operator', { method: 'POST', url: '/backup', payload: backupOf('operator'), headers });
+    const second = await send('other', { method: 'POST', url: '/backup', payload: backupOf('other'), headers });
+    const replay = await send('operator', { method: 'POST', url: '/backup', payload: backupOf('operator'), headers });
 
     expect(first.statusCode).toBe(202);
     expect(second.statusCode).toBe(202);

@@ -411,6 +411,18 @@ describe('POST /backup with an Idempotency-Key', () => {
     ]);
   });
 
+  it('counts "incremental" as part of the body: the same key with another value is 422, omitted equals true', async () => {
+    const headers = { 'idempotency-key': 'incremental-or-not' };
+    const first = await post({ source: folder, destination: 'inc' }, headers);
+    const same = await post({ source: folder, destination: 'inc', incremental: true }, headers);
+
+    const full = await post({ source: folder, destination: 'inc', incremental: false }, headers);
+
+    expect(first.statusCode, first.body).toBe(202);
+    expect(same.json<{ id: string }>().id).toBe(first.json<{ id: string }>().id);
+    expectError(full, 422, 'IDEMPOTENCY_KEY_REUSED');
+  });
+
   it('gives different keys different jobs for the same body', async () => {
     const first = await post({ source: folder }, { 'idempotency-key': 'key-a' });
     const second = await post({ source: folder }, { 'idempotency-key': 'key-b' });

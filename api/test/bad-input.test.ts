@@ -66,6 +66,13 @@ const refuse = (status: number, code: string, body: (s: string) => unknown, as?:
 });
 const source = (value: Source) => (s: string) => ({ source: value(s) });
 
+/** A path of exactly 4096 characters under `s`, in segments of at most 255 bytes. */
+function longSource(s: string): string {
+  let path = s;
+  while (4095 - path.length > 255) path += `/${'x'.repeat(200)}`;
+  return `${path}/${'x'.repeat(4095 - path.length)}`;
+}
+
 const cases: [string, Case][] = [
   // Traversal, spelled every way.
   [
@@ -240,12 +247,10 @@ const cases: [string, Case][] = [
       source((s) => `${s}/${'x'.repeat(4097 - s.length - 1)}`),
     ),
   ],
+  ['a source of 4096 characters (in segments a file system holds)', accept(longSource, source(longSource))],
   [
-    'a source of 4096 characters',
-    accept(
-      (s) => `${s}/${'x'.repeat(4095 - s.length)}`,
-      source((s) => `${s}/${'x'.repeat(4095 - s.length)}`),
-    ),
+    'a source with a segment of 256 bytes',
+    refuse(400, 'INVALID_SOURCE', (s) => ({ source: `${s}/${'x'.repeat(256)}` })),
   ],
   [
     'a destination of 1025 characters',

@@ -12,13 +12,16 @@ const UNLIMITED = new Set(['/health', '/ready']);
  * a token's count is never spent by someone who does not hold it. While Redis is down the
  * limit is skipped (fails open): it protects capacity, not data, and submitting needs Redis
  * anyway, so only reads from MySQL go unlimited.
+ *
+ * One hook on the whole app rather than one per route: routes get theirs when they are
+ * registered, and the not-found handler is no route, so unknown URLs (which still need a
+ * token, and cost a lookup) would go unlimited.
  */
 export default fp<{ config: CofferConfig }>(
   async (app, { config }) => {
     if (config.rateLimitPerMinute === 0) return;
     await app.register(rateLimit, {
-      global: true,
-      hook: 'onRequest',
+      global: false,
       max: config.rateLimitPerMinute,
       timeWindow: WINDOW_MS,
       redis: app.redis,
@@ -28,6 +31,8 @@ export default fp<{ config: CofferConfig }>(
       allowList: (request) => UNLIMITED.has(request.routeOptions.url ?? ''),
       errorResponseBuilder: (_request, context) => new RateLimited(context.max, context.after),
     });
+    // Added after the auth plugin's hook, so it runs after authentication.
+    app.addHook('onRequest', app.rateLimit());
   },
   { name: 'rate-limit', dependencies: ['queue', 'auth'] },
 );

@@ -15,8 +15,10 @@ import {
 } from '@coffer/shared';
 import { SUBMITTERS } from '../auth/roles.js';
 import { principalOf } from '../plugins/auth.js';
+import { refusalMessage } from '../destinations/destination-access.js';
 import {
   DestinationInvalid,
+  DestinationNotOwned,
   IdempotencyKeyReused,
   QueueUnavailable,
   SourceInvalid,
@@ -109,12 +111,17 @@ const backupRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, {
       if (!isInside(posix.resolve(config.backupRoot, destination), config.backupRoot)) {
         throw new DestinationInvalid(`destination "${destination}" leads outside BACKUP_ROOT`);
       }
+      // Before the Idempotency-Key is taken, so a refusal leaves the key free.
+      const refusal = await app.destinations.authorise(principal, destination);
+      if (refusal) throw new DestinationNotOwned(refusalMessage(destination, refusal));
+      const incremental = request.body.incremental ?? true;
 
       let id: string = randomUUID();
       const key = request.headers['idempotency-key'];
       if (key !== undefined) {
+        // The whole request as it will run: another spelling of the same body is the same request.
         const fingerprint = createHash('sha256')
-          .update(JSON.stringify([source, destination]))
+          .update(JSON.stringify({ source, destination, incremental }))
           .digest('hex');
         let stored: string | null;
         try {

@@ -1,0 +1,66 @@
+import type { Principal } from '../auth/roles.js';
+import type { DestinationRepository } from './destination-repository.js';
+
+/** Why a token may not write into a destination. */
+export type DestinationRefusal =
+  /** Another token owns the destination itself. */
+  | { reason: 'owned' }
+  /** The destination's folder lies inside `holder`, another token's destination. */
+  | { reason: 'inside'; holder: string }
+  /** The destination's folder would hold another token's destination. */
+  | { reason: 'contains' };
+
+/** Owners remembered per process; ownership never changes once recorded, so they never go stale. */
+const KNOWN_OWNERS_MAX = 10_000;
+
+/**
+ * Destination ownership: the first token to write a destination owns it. An operator writes
+ * only into destinations it owns, or claims a new one, and never a new one nested inside
+ * another token's destination or around one (their folders, and so their snapshots, would
+ * mix). Admins write anywhere; a new destination an admin writes is claimed for the admin.
+ */
+export function createDestinationAccess(store: DestinationRepository) {
+  const known = new Map<string, string>();
+  const remember = (name: string, owner: string) => {
+    if (known.size >= KNOWN_OWNERS_MAX) known.clear();
+    known.set(name, owner);
+  };
+
+  return {
+    /** Null when `principal` may write into `destination` (claiming it if nobody owns it yet). */
+    async authorise(principal: Principal, destination: string): Promise<DestinationRefusal | null> {
+      const admin = principal.role === 'admin';
+      const owner = known.get(destination) ?? (await store.owner(destination));
+      if (owner !== null) {
+        remember(destination, owner);
+        return owner === principal.name || admin ? null : { reason: 'owned' };
+      }
+      const outcome = await store.serialised(async (queries) => {
+        const [neighbour] = await queries.neighbours(destination, principal.name);
+        if (neighbour && !admin) return { neighbour: neighbour.name, owner: null };
+        return { neighbour: null, owner: await queries.claim(destination, principal.name) };
+      });
+      if (outcome.owner !== null) {
+        remember(destination, outcome.owner);
+        // Another token claimed it between our first look and the lock.
+        return outcome.owner === principal.name || admin ? null : { reason: 'owned' };
+      }
+      const holder = outcome.neighbour ?? '';
+      return destination.startsWith(`${holder}/`) ? { reason: 'inside', holder } : { reason: 'contains' };
+    },
+  };
+}
+
+export type DestinationAccess = ReturnType<typeof createDestinationAccess>;
+
+/** The refusal as said to the token: it names the destination, never the owner. */
+export function refusalMessage(destination: string, refusal: DestinationRefusal): string {
+  switch (refusal.reason) {
+    case 'owned':
+      return `destination "${destination}" belongs to another token; back up into a destination of your own`;
+    case 'inside':
+      return `destination "${destination}" lies inside destination "${refusal.holder}", which belongs to another token`;
+    case 'contains':
+      return `destination "${destination}" would contain a destination that belongs to another token`;
+  }
+}
