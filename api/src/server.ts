@@ -33,7 +33,7 @@ try {
 const app = await buildApp({ config, logger, https });
 
 try {
-  const admin = await ensureAdminToken(app.tokenStore, config);
+  const admin = await ensureAdminToken(app.tokenStore, config, app.revocations);
   if (admin.outcome === 'created' || admin.outcome === 'rotated') {
     logger.info({ name: admin.name, outcome: admin.outcome }, 'admin token from API_ADMIN_TOKEN recorded');
   }

@@ -52,7 +52,7 @@ export async function startApi(variables: Record<string, string> = {}): Promise<
     app = built;
     await built.ready();
     // What server.ts does at start-up.
-    await ensureAdminToken(built.tokenStore, env.config);
+    await ensureAdminToken(built.tokenStore, env.config, built.revocations);
     const inject = built.inject.bind(built);
     const request = (token: string | null, options: InjectOptions) =>
       inject({

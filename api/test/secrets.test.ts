@@ -36,7 +36,7 @@ beforeAll(async () => {
   );
   app = await buildApp({ config: env.config, logger });
   await app.ready();
-  await ensureAdminToken(app.tokenStore, env.config);
+  await ensureAdminToken(app.tokenStore, env.config, app.revocations);
   db = await createConnection({ ...env.config.mysql });
   await mkdir(join(env.sources, 'data'));
 
@@ -60,6 +60,7 @@ beforeAll(async () => {
   await app.inject({ method: 'DELETE', url: `/jobs/${job?.id ?? ''}`, headers: auth });
   await runTokenCommand(['list'], {
     tokens: app.tokenStore,
+    revocations: app.revocations,
     config: env.config,
     out: () => undefined,
     err: () => undefined,

@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { Redis } from 'ioredis';
 import type { Pool, RowDataPacket } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMysqlPool } from '@coffer/shared';
 import { buildApp } from '../src/app.js';
 import { runTokenCommand } from '../src/cli/token-command.js';
+import { createRevocationList, type RevocationList } from '../src/auth/revocation-list.js';
 import { AdminTokenProblem, ensureAdminToken } from '../src/auth/token-admin.js';
 import { createTokenRepository, type TokenRepository } from '../src/auth/token-repository.js';
 import { generateToken } from '../src/auth/token-secret.js';
@@ -184,20 +186,25 @@ describe('the admin token at start-up (ensureAdminToken)', () => {
   let env: TestEnvironment;
   let pool: Pool;
   let tokens: TokenRepository;
+  let redis: Redis;
+  let revocations: RevocationList;
 
   beforeAll(async () => {
     env = await createTestEnvironment();
     pool = createMysqlPool(env.config.mysql, { connectionLimit: 2 });
     tokens = createTokenRepository(pool);
+    redis = new Redis(env.config.redisUrl);
+    revocations = createRevocationList(redis, env.config.queuePrefix);
   });
 
   afterAll(async () => {
+    redis?.disconnect();
     await pool?.end();
     await env?.cleanup();
   });
 
   it('refuses to start without API_ADMIN_TOKEN while no admin token exists, saying how to make one', async () => {
-    const start = ensureAdminToken(tokens, { apiAdminToken: undefined });
+    const start = ensureAdminToken(tokens, { apiAdminToken: undefined }, revocations);
 
     await expect(start).rejects.toBeInstanceOf(AdminTokenProblem);
     await expect(start).rejects.toThrow(/API_ADMIN_TOKEN.*token create/);
@@ -206,37 +213,73 @@ describe('the admin token at start-up (ensureAdminToken)', () => {
   it('records API_ADMIN_TOKEN as the admin token named "admin", once', async () => {
     const secret = generateToken();
 
-    expect(await ensureAdminToken(tokens, { apiAdminToken: secret })).toEqual({ name: 'admin', outcome: 'created' });
-    expect(await ensureAdminToken(tokens, { apiAdminToken: secret })).toEqual({ name: 'admin', outcome: 'present' });
+    expect(await ensureAdminToken(tokens, { apiAdminToken: secret }, revocations)).toEqual({
+      name: 'admin',
+      outcome: 'created',
+    });
+    expect(await ensureAdminToken(tokens, { apiAdminToken: secret }, revocations)).toEqual({
+      name: 'admin',
+      outcome: 'present',
+    });
     expect(await tokens.byName('admin')).toMatchObject({ role: 'admin', tokenHash: sha256(secret), revokedAt: null });
   });
 
-  it('rotates the "admin" token when API_ADMIN_TOKEN changes: the old value stops working', async () => {
+  it('rotates the "admin" token when API_ADMIN_TOKEN changes: the old value stops working, even without MySQL', async () => {
+    const previous = (await tokens.byName('admin'))?.tokenHash ?? '';
     const secret = generateToken();
 
-    expect(await ensureAdminToken(tokens, { apiAdminToken: secret })).toEqual({ name: 'admin', outcome: 'rotated' });
+    expect(await ensureAdminToken(tokens, { apiAdminToken: secret }, revocations)).toEqual({
+      name: 'admin',
+      outcome: 'rotated',
+    });
 
     expect((await tokens.byName('admin'))?.tokenHash).toBe(sha256(secret));
     expect((await tokens.list()).filter((token) => token.role === 'admin')).toHaveLength(1);
+    // A replica still configured with the old value cannot use it during a MySQL outage.
+    await revocations.fill([]);
+    expect(await revocations.status(previous)).toBe('revoked');
+    expect(await revocations.status(sha256(secret))).toBe('not-revoked');
+  });
+
+  it('does not rotate while Redis cannot record the old value as revoked: the start fails, nothing changes', async () => {
+    const before = await tokens.byName('admin');
+    const unreachable = new Redis('redis://127.0.0.1:1', { lazyConnect: true, retryStrategy: () => null });
+    unreachable.on('error', () => undefined);
+    try {
+      const start = ensureAdminToken(
+        tokens,
+        { apiAdminToken: generateToken() },
+        createRevocationList(unreachable, env.config.queuePrefix),
+      );
+
+      await expect(start).rejects.toThrow(/Redis does not answer/);
+      expect(await tokens.byName('admin')).toEqual(before);
+    } finally {
+      unreachable.disconnect();
+    }
   });
 
   it('starts without API_ADMIN_TOKEN once an admin token exists', async () => {
-    expect(await ensureAdminToken(tokens, { apiAdminToken: undefined })).toMatchObject({ outcome: 'not-configured' });
+    expect(await ensureAdminToken(tokens, { apiAdminToken: undefined }, revocations)).toMatchObject({
+      outcome: 'not-configured',
+    });
   });
 
   it('refuses to start with an API_ADMIN_TOKEN that was revoked, so a leaked one cannot come back by a restart', async () => {
     const secret = generateToken();
-    await ensureAdminToken(tokens, { apiAdminToken: secret });
+    await ensureAdminToken(tokens, { apiAdminToken: secret }, revocations);
     await tokens.revoke((await tokens.byName('admin'))?.id ?? 0);
 
-    await expect(ensureAdminToken(tokens, { apiAdminToken: secret })).rejects.toThrow(/revoked/);
+    await expect(ensureAdminToken(tokens, { apiAdminToken: secret }, revocations)).rejects.toThrow(/revoked/);
   });
 
   it("refuses to start with an API_ADMIN_TOKEN that is another token's secret", async () => {
     const secret = generateToken();
     await tokens.insert({ name: 'ops', tokenHash: sha256(secret), role: 'operator', sourceRoots: null });
 
-    await expect(ensureAdminToken(tokens, { apiAdminToken: secret })).rejects.toThrow(/operator token "ops"/);
+    await expect(ensureAdminToken(tokens, { apiAdminToken: secret }, revocations)).rejects.toThrow(
+      /operator token "ops"/,
+    );
   });
 });
 
@@ -282,6 +325,7 @@ describe('the token command line', () => {
     const err: string[] = [];
     const code = await runTokenCommand(argv, {
       tokens: api.app.tokenStore,
+      revocations: api.app.revocations,
       config: api.env.config,
       out: (line) => out.push(line),
       err: (line) => err.push(line),

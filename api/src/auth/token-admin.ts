@@ -1,6 +1,7 @@
 import { posix } from 'node:path';
 import { checkSourcePath, isInsideRoots, type CofferConfig } from '@coffer/shared';
 import { InvalidTokenRequest, TokenNameTaken } from '../errors.js';
+import type { RevocationList } from './revocation-list.js';
 import { isRole, type Role } from './roles.js';
 import type { TokenRecord, TokenRepository } from './token-repository.js';
 import { generateToken, hashToken } from './token-secret.js';
@@ -93,6 +94,41 @@ export async function createToken(
   return { token, record };
 }
 
+/**
+ * A revocation MySQL recorded but the revocation list in Redis did not: the token is refused
+ * wherever MySQL answers, but an API replica that cannot reach MySQL could still accept it
+ * until the list is filled again (each replica does so every minute). Revoking again completes it.
+ */
+export class RevocationNotShared extends Error {
+  override readonly name = 'RevocationNotShared';
+  constructor(
+    readonly record: TokenRecord,
+    options: { cause: unknown },
+  ) {
+    super(`token "${record.name}" is revoked in MySQL, but Redis did not record it`, options);
+  }
+}
+
+/**
+ * Revokes a token in MySQL, then in the revocation list, so it holds on every API replica, even
+ * one that cannot reach MySQL. Null when there is no such token; throws RevocationNotShared
+ * when Redis did not take it.
+ */
+export async function revokeToken(
+  tokens: TokenRepository,
+  revocations: Pick<RevocationList, 'add'>,
+  id: number,
+): Promise<TokenRecord | null> {
+  const record = await tokens.revoke(id);
+  if (!record) return null;
+  try {
+    await revocations.add(record.tokenHash);
+  } catch (err) {
+    throw new RevocationNotShared(record, { cause: err });
+  }
+  return record;
+}
+
 /** Why the API refuses to start. */
 export class AdminTokenProblem extends Error {
   override readonly name = 'AdminTokenProblem';
@@ -102,11 +138,14 @@ export class AdminTokenProblem extends Error {
  * Start-up: with `API_ADMIN_TOKEN` set, makes it the secret of the admin token named
  * "admin" (created, or rotated when the value changed). Without it, at least one admin token
  * must exist already. A configured token that was revoked, or that is another token's
- * secret, stops the start: a leaked admin token must not come back by a restart.
+ * secret, stops the start: a leaked admin token must not come back by a restart. A rotated-away
+ * secret joins the revocation list first, so replicas still configured with it refuse it even
+ * while they cannot reach MySQL.
  */
 export async function ensureAdminToken(
   tokens: TokenRepository,
   config: Pick<CofferConfig, 'apiAdminToken'>,
+  revocations: Pick<RevocationList, 'add'>,
 ): Promise<{ name: string; outcome: 'created' | 'rotated' | 'present' | 'not-configured' }> {
   if (config.apiAdminToken === undefined) {
     if ((await tokens.activeAdmins()) > 0) return { name: '', outcome: 'not-configured' };
@@ -133,6 +172,15 @@ export async function ensureAdminToken(
     }
     const slot = await tokens.byName(CONFIG_ADMIN_NAME);
     if (slot) {
+      try {
+        await revocations.add(slot.tokenHash);
+      } catch (err) {
+        throw new AdminTokenProblem(
+          'cannot rotate the "admin" token: Redis does not answer, and the previous API_ADMIN_TOKEN must be ' +
+            'recorded there as revoked first; start again once Redis answers',
+          { cause: err },
+        );
+      }
       await tokens.rotate(slot.id, tokenHash);
       return { name: CONFIG_ADMIN_NAME, outcome: 'rotated' };
     }

@@ -102,6 +102,14 @@ export function createTokenRepository(pool: Pool) {
       );
     },
 
+    /** The hashes of every revoked token, for the revocation list in Redis. */
+    async revokedHashes(): Promise<string[]> {
+      const [rows] = await pool.execute<RowDataPacket[]>(
+        'SELECT token_hash FROM api_token WHERE revoked_at IS NOT NULL',
+      );
+      return rows.map((row) => String(row.token_hash));
+    },
+
     async touch(id: number): Promise<void> {
       await pool.execute('UPDATE api_token SET last_used_at = CURRENT_TIMESTAMP(3) WHERE id = ?', [id]);
     },

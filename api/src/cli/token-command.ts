@@ -1,16 +1,26 @@
 import { parseArgs } from 'node:util';
 import type { CofferConfig } from '@coffer/shared';
-import { createToken, findToken, viewOf, type TokenView } from '../auth/token-admin.js';
+import type { RevocationList } from '../auth/revocation-list.js';
+import {
+  RevocationNotShared,
+  createToken,
+  findToken,
+  revokeToken,
+  viewOf,
+  type TokenView,
+} from '../auth/token-admin.js';
 import type { TokenRepository } from '../auth/token-repository.js';
 
 export const USAGE = `usage: pnpm --dir api token <command>
   create --name <name> --role admin|operator|viewer [--source-root <folder>]...
                        creates a token and prints its secret (shown only this once) on stdout
   list [--json]        lists every token, revoked ones too, without secrets
-  revoke <id|name>     revokes a token; it stops working at once`;
+  revoke <id|name>     revokes a token; it stops working at once, on every API replica`;
 
 export interface TokenCommandDeps {
   tokens: TokenRepository;
+  /** Where a revocation is recorded for API replicas that cannot reach MySQL. */
+  revocations: Pick<RevocationList, 'add'>;
   config: Pick<CofferConfig, 'sourceRoots'>;
   /** Writes a line to stdout: only the secret (create) or the listing. */
   out(line: string): void;
@@ -85,9 +95,19 @@ export async function runTokenCommand(argv: readonly string[], deps: TokenComman
           deps.err(`no token with id or name "${target}"`);
           return 1;
         }
-        const revoked = await deps.tokens.revoke(found.id);
-        deps.err(`revoked token "${found.name}" (id ${found.id}) at ${revoked?.revokedAt?.toISOString() ?? '?'}`);
-        return 0;
+        try {
+          const revoked = await revokeToken(deps.tokens, deps.revocations, found.id);
+          deps.err(`revoked token "${found.name}" (id ${found.id}) at ${revoked?.revokedAt?.toISOString() ?? '?'}`);
+          return 0;
+        } catch (err) {
+          if (!(err instanceof RevocationNotShared)) throw err;
+          deps.err(
+            `coffer token: token "${found.name}" (id ${found.id}) is revoked in MySQL, but Redis did not record it ` +
+              `(${err.cause instanceof Error ? err.cause.message : String(err.cause)}): an API replica that cannot reach ` +
+              'MySQL may still accept it for up to a minute after Redis is back; run the command again once Redis answers',
+          );
+          return 1;
+        }
       }
       default:
         deps.err(USAGE);

@@ -1,6 +1,8 @@
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { migrate } from '@coffer/db';
 import { REDACTED_PATHS, createMysqlPool, loadConfigOrExit } from '@coffer/shared';
+import { createRevocationList } from '../auth/revocation-list.js';
 import { createTokenRepository } from '../auth/token-repository.js';
 import { runTokenCommand } from './token-command.js';
 
@@ -21,13 +23,19 @@ try {
 }
 
 const pool = createMysqlPool(config.mysql, { connectionLimit: 1 });
+// Connects on its first command (only `revoke` has one) and tries once: a revocation Redis
+// does not take is reported, not waited for.
+const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+redis.on('error', (err) => logger.debug({ err }, 'redis connection error'));
 try {
   process.exitCode = await runTokenCommand(process.argv.slice(2), {
     tokens: createTokenRepository(pool),
+    revocations: createRevocationList(redis, config.queuePrefix),
     config,
     out: (line) => process.stdout.write(`${line}\n`),
     err: (line) => process.stderr.write(`${line}\n`),
   });
 } finally {
+  redis.disconnect();
   await pool.end();
 }

@@ -3,6 +3,7 @@ import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import type { CofferConfig } from '@coffer/shared';
 import { Forbidden, Unauthenticated } from '../errors.js';
 import { ADMIN_ONLY, ANY_ROLE, type Access, type Principal } from '../auth/roles.js';
+import { createRevocationList, type RevocationList } from '../auth/revocation-list.js';
 import { CONFIG_ADMIN_NAME } from '../auth/token-admin.js';
 import type { TokenRecord } from '../auth/token-repository.js';
 import { bearerToken, hashToken, sameHash } from '../auth/token-secret.js';
@@ -19,11 +20,15 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Tells authentication a token was just revoked here. */
     tokenRevoked(record: TokenRecord): void;
+    /** The hashes of revoked tokens in Redis, shared by every replica and the command line. */
+    revocations: RevocationList;
   }
 }
 
 /** `last_used_at` is written at most this often per token and API process. */
 const TOUCH_INTERVAL_MS = 60_000;
+/** How often each API process copies MySQL's revocations into Redis and checks its configured token. */
+const REVOCATION_SYNC_MS = 60_000;
 const DOCS_PREFIX = '/docs';
 
 /** The authenticated token of a request on a protected route. */
@@ -36,18 +41,55 @@ export function principalOf(request: FastifyRequest): Principal {
  * Bearer-token authentication and role checks for every route, before the body is read.
  * Routes declare who may call them in `config.access`; the docs UI's routes (registered by
  * a plugin) get theirs here. Unknown routes need any valid token, so they reveal nothing.
+ *
+ * While MySQL is unreachable, the configured `API_ADMIN_TOKEN` alone is still accepted, so
+ * reads Redis can answer and cancels keep working; but only when the revocation list in Redis
+ * says it is not revoked (a revocation by the command line or another replica lands there), and
+ * this process's last MySQL answer about it was not a refusal. When Redis cannot tell, 503.
  */
 export default fp<{ config: CofferConfig }>(
   async (app, { config }) => {
     const configHash = config.apiAdminToken === undefined ? null : hashToken(config.apiAdminToken);
-    let configTokenRevoked = false;
+    // What MySQL last said about the configured token: its principal, `refused` (revoked, or
+    // rotated away), or null while this process has not asked.
+    let configToken: Principal | 'refused' | null = null;
     const touched = new Map<number, number>();
+    const revocations = createRevocationList(app.redis, config.queuePrefix);
+
+    const isConfigHash = (tokenHash: string) => configHash !== null && sameHash(tokenHash, configHash);
+    const principalOfRecord = (record: TokenRecord): Principal => ({
+      id: record.id,
+      name: record.name,
+      role: record.role,
+      sourceRoots: record.sourceRoots,
+    });
+    /** Remembers MySQL's answer about the configured token. */
+    function noteConfigToken(record: TokenRecord | null): void {
+      configToken = record && !record.revokedAt ? principalOfRecord(record) : 'refused';
+    }
 
     app.decorateRequest('principal', null);
+    app.decorate('revocations', revocations);
     app.decorate('tokenRevoked', (record: TokenRecord) => {
       touched.delete(record.id);
-      if (configHash !== null && sameHash(record.tokenHash, configHash)) configTokenRevoked = true;
+      if (isConfigHash(record.tokenHash)) configToken = 'refused';
     });
+
+    // Keeps the list whole: after a Redis that lost it, or a revocation Redis did not take.
+    async function syncRevocations(): Promise<void> {
+      try {
+        await revocations.fill(await app.tokenStore.revokedHashes());
+        if (configHash !== null) noteConfigToken(await app.tokenStore.byHash(configHash));
+      } catch (err) {
+        app.log.warn({ err }, 'cannot copy token revocations from MySQL to Redis; will try again');
+      }
+    }
+    let syncTimer: NodeJS.Timeout | undefined;
+    app.addHook('onReady', async () => {
+      await syncRevocations();
+      syncTimer = setInterval(() => void syncRevocations(), REVOCATION_SYNC_MS).unref();
+    });
+    app.addHook('onClose', async () => clearInterval(syncTimer));
 
     app.addHook('onRoute', (route) => {
       if (route.url === DOCS_PREFIX || route.url?.startsWith(`${DOCS_PREFIX}/`)) {
@@ -68,14 +110,11 @@ export default fp<{ config: CofferConfig }>(
       try {
         record = await app.tokenStore.byHash(tokenHash);
       } catch (err) {
-        // MySQL is unreachable. The configured admin token needs no lookup, so it keeps the
-        // reads Redis can answer (and cancels) working through the outage; every other token
-        // waits for MySQL (503).
-        if (configHash !== null && !configTokenRevoked && sameHash(tokenHash, configHash)) {
-          return { id: null, name: CONFIG_ADMIN_NAME, role: 'admin', sourceRoots: null };
-        }
-        throw err;
+        // MySQL is unreachable: every token but the configured one waits for it (503).
+        if (!isConfigHash(tokenHash)) throw err;
+        return outageFallback(tokenHash, err);
       }
+      if (isConfigHash(tokenHash)) noteConfigToken(record);
       // The lookup found the row by its hash; comparing again in constant time costs nothing.
       if (!record || !sameHash(record.tokenHash, tokenHash)) return null;
       if (record.revokedAt) {
@@ -83,7 +122,19 @@ export default fp<{ config: CofferConfig }>(
         return null;
       }
       touch(record.id, log);
-      return { id: record.id, name: record.name, role: record.role, sourceRoots: record.sourceRoots };
+      return principalOfRecord(record);
+    }
+
+    /** The configured admin token while MySQL is unreachable: null (401) when known to be refused. */
+    async function outageFallback(tokenHash: string, lookupError: unknown): Promise<Principal | null> {
+      if (configToken === 'refused') return null;
+      const status = await revocations.status(tokenHash);
+      if (status === 'revoked') {
+        configToken = 'refused';
+        return null;
+      }
+      if (status === 'unknown') throw lookupError;
+      return configToken ?? { id: null, name: CONFIG_ADMIN_NAME, role: 'admin', sourceRoots: null };
     }
 
     app.addHook('onRequest', async (request, reply) => {
@@ -109,5 +160,5 @@ export default fp<{ config: CofferConfig }>(
       }
     });
   },
-  { name: 'auth', dependencies: ['token-store'] },
+  { name: 'auth', dependencies: ['token-store', 'queue'] },
 );

@@ -1,8 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { MAX_PATH_LENGTH, type CofferConfig } from '@coffer/shared';
 import { ADMIN_ONLY, ROLES } from '../auth/roles.js';
-import { MAX_TOKEN_ROOTS, createToken, viewOf } from '../auth/token-admin.js';
-import { TokenNotFound } from '../errors.js';
+import { MAX_TOKEN_ROOTS, RevocationNotShared, createToken, revokeToken, viewOf } from '../auth/token-admin.js';
+import { QueueUnavailable, TokenNotFound } from '../errors.js';
 import { principalOf } from '../plugins/auth.js';
 import { errorResponses } from '../schemas.js';
 
@@ -100,6 +100,9 @@ const tokenRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { 
       config: admins,
       schema: {
         summary: 'Revoke a token (admin): it stops working at once; its name stays taken',
+        description:
+          'Recorded in MySQL and in Redis (so API replicas that cannot reach MySQL refuse it too). ' +
+          'While Redis does not answer: 503 QUEUE_UNAVAILABLE, the token already refused wherever MySQL answers; repeat the call.',
         tags: ['tokens'],
         params: {
           type: 'object',
@@ -110,7 +113,16 @@ const tokenRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { 
       },
     },
     async (request) => {
-      const record = await app.tokenStore.revoke(Number(request.params.id));
+      let record;
+      try {
+        record = await revokeToken(app.tokenStore, app.revocations, Number(request.params.id));
+      } catch (err) {
+        if (!(err instanceof RevocationNotShared)) throw err;
+        // Refused wherever MySQL answers already; the caller repeats the call to finish.
+        app.tokenRevoked(err.record);
+        request.log.warn({ err, tokenId: err.record.id }, 'token revoked in MySQL only');
+        throw new QueueUnavailable({ cause: err });
+      }
       if (!record) throw new TokenNotFound(request.params.id);
       app.tokenRevoked(record);
       request.log.info({ tokenId: record.id, name: record.name, by: principalOf(request).name }, 'token revoked');
