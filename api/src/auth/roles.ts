@@ -15,7 +15,10 @@ export const SUBMITTERS: readonly Role[] = ['admin', 'operator'];
 
 /** The token behind a request, once authenticated. */
 export interface Principal {
-  /** The token's row id; null for the configured admin token accepted while MySQL is unreachable. */
+  /**
+   * The token's row id; null for the configured admin token accepted while MySQL is unreachable
+   * by a process that has not looked it up yet.
+   */
   id: number | null;
   /** Unique and never reused: recorded as `actor` on every log row the token causes. */
   name: string;

@@ -113,16 +113,15 @@ const tokenRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { 
       },
     },
     async (request) => {
-      let record;
-      try {
-        record = await revokeToken(app.tokenStore, app.revocations, Number(request.params.id));
-      } catch (err) {
-        if (!(err instanceof RevocationNotShared)) throw err;
-        // Refused wherever MySQL answers already; the caller repeats the call to finish.
-        app.tokenRevoked(err.record);
-        request.log.warn({ err, tokenId: err.record.id }, 'token revoked in MySQL only');
-        throw new QueueUnavailable({ cause: err });
-      }
+      const record = await revokeToken(app.tokenStore, app.revocations, Number(request.params.id)).catch(
+        (err: unknown) => {
+          if (!(err instanceof RevocationNotShared)) throw err;
+          // Refused wherever MySQL answers already; the caller repeats the call to finish.
+          app.tokenRevoked(err.record);
+          request.log.warn({ err, tokenId: err.record.id }, 'token revoked in MySQL only');
+          throw new QueueUnavailable({ cause: err });
+        },
+      );
       if (!record) throw new TokenNotFound(request.params.id);
       app.tokenRevoked(record);
       request.log.info({ tokenId: record.id, name: record.name, by: principalOf(request).name }, 'token revoked');
