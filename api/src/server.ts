@@ -35,7 +35,7 @@ const app = await buildApp({ config, logger, https });
 try {
   const admin = await ensureAdminToken(app.tokenStore, config, app.revocations);
   if (admin.outcome === 'created' || admin.outcome === 'rotated') {
-    logger.info({ name: admin.name, outcome: admin.outcome }, 'admin token from API_ADMIN_TOKEN recorded');
+    logger.info({ tokenName: admin.name, outcome: admin.outcome }, 'admin token from API_ADMIN_TOKEN recorded');
   }
 } catch (err) {
   await app.close();
