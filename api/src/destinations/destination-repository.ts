@@ -9,7 +9,8 @@ export interface DestinationOwner {
 // One lock per database: tests and deployments sharing a server do not wait for each other.
 // SHA1 keeps the name within MySQL's 64 characters whatever the database is called.
 const CLAIM_LOCK = "CONCAT('coffer.destination.', SHA1(DATABASE()))";
-const CLAIM_LOCK_SECONDS = 5;
+// Below MYSQL_QUERY_TIMEOUT_MS (default 5 s), so a long wait is our refusal, not the server aborting the statement.
+const CLAIM_LOCK_SECONDS = 2;
 
 /** The folders that hold `name`: `a` and `a/b` for `a/b/c`. */
 function ancestors(name: string): string[] {
