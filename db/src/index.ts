@@ -1,1 +1,1 @@
-export { MIGRATIONS_DIR, listMigrations, migrate, type MigrationTarget } from './migrate.js';
+export { MIGRATIONS_DIR, listMigrations, migrate, type MigrateOptions, type MigrationTarget } from './migrate.js';

@@ -56,12 +56,22 @@ async function withNamedLock<T>(connection: Connection, work: () => Promise<T>):
   }
 }
 
+export interface MigrateOptions {
+  /** Applies only the versions that sort before this one (a database as an older release left it). Default: all. */
+  before?: string;
+}
+
 /**
  * Applies the migrations not yet recorded in `schema_migrations`, in order.
  * Concurrent start-ups serialise on a MySQL named lock, so each file runs once.
  * Returns the versions it applied.
  */
-export async function migrate(target: MigrationTarget, logger: Logger, dir = MIGRATIONS_DIR): Promise<string[]> {
+export async function migrate(
+  target: MigrationTarget,
+  logger: Logger,
+  dir = MIGRATIONS_DIR,
+  options: MigrateOptions = {},
+): Promise<string[]> {
   // The database name is interpolated into DDL above; refuse anything but a plain identifier.
   if (!/^[A-Za-z0-9_]{1,64}$/.test(target.database)) {
     throw new Error(`invalid database name "${target.database}"`);
@@ -81,6 +91,7 @@ export async function migrate(target: MigrationTarget, logger: Logger, dir = MIG
       const done: string[] = [];
       for (const migration of await listMigrations(dir)) {
         if (applied.has(migration.version)) continue;
+        if (options.before !== undefined && migration.version >= options.before) break;
         await connection.query(await readFile(migration.file, 'utf8'));
         await connection.query(
           'INSERT INTO schema_migrations (version) VALUES (?) ON DUPLICATE KEY UPDATE version = version',

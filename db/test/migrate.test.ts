@@ -1,10 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createConnection, type RowDataPacket } from 'mysql2/promise';
-import { listMigrations, migrate, type MigrationTarget } from '@coffer/db';
+import { MIGRATIONS_DIR, listMigrations, migrate, type MigrationTarget } from '@coffer/db';
 import { silentLogger } from '../../test/helpers/environment.js';
 
 const target: MigrationTarget = {
@@ -85,15 +83,12 @@ describe('database migrations', () => {
 describe('migration 005 (job_status)', () => {
   it("fills each job's current status from the log written before it", async () => {
     // A database as it stood before 005: only the earlier files applied.
-    const earlier = await mkdtemp(join(tmpdir(), 'coffer-migrations-'));
-    try {
-      for (const migration of await listMigrations()) {
-        if (migration.version < '005') await copyFile(migration.file, join(earlier, basename(migration.file)));
-      }
-      await migrate(before005, silentLogger, earlier);
-    } finally {
-      await rm(earlier, { recursive: true, force: true });
-    }
+    expect(await migrate(before005, silentLogger, MIGRATIONS_DIR, { before: '005' })).toEqual([
+      '001_log',
+      '002_api_token',
+      '003_log_actor',
+      '004_log_one_terminal',
+    ]);
     const rows: [string | null, string, number | null, string | null][] = [
       ['a', 'queued', 1, 'ops'],
       ['b', 'queued', 1, 'ops'],
