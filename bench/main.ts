@@ -9,7 +9,7 @@ import { copyCases, loadCopyEngine } from './copy-cases.js';
 import { DATASETS, ensureDataset } from './datasets.js';
 import { describeMachine, ensureRsync, fileSystemSettler } from './machine.js';
 import { formatTable, writeResults, type CaseResult } from './report.js';
-import { runEndToEndCase, runHttpCase, runMemoryCase } from './service-cases.js';
+import { runEndToEndCase, runHttpCase, runJobsListCase, runMemoryCase } from './service-cases.js';
 import { BENCH_DIR, DATA_DIR, OUT_DIR, RESULTS_FILE, ROOT } from './settings.js';
 import { cleanup, createScope } from './stack.js';
 
@@ -44,6 +44,7 @@ try {
   if (selected('copy')) cases.push(...(await copy.trees(sources)));
   const dirs = { sourceRoot: DATA_DIR, out: join(out, 'services') };
   if (selected('http')) cases.push(await runHttpCase(scope, dirs, sources.tiny));
+  if (selected('jobs')) cases.push(...(await runJobsListCase(scope, dirs)));
   if (selected('e2e')) {
     await settle();
     cases.push(await runEndToEndCase(scope, dirs, sources.tiny));

@@ -6,10 +6,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import autocannon from 'autocannon';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { createConnection } from 'mysql2/promise';
+import { createConnection, createPool, type Pool, type RowDataPacket } from 'mysql2/promise';
 import { freePort } from '../test/helpers/ports.js';
+import { SEEDED_JOBS, seedJobHistory, seededJobId } from './job-history.js';
 import { caseResult, type CaseResult } from './report.js';
-import { E2E_JOBS, E2E_WORKER_CONCURRENCY, HTTP_CONNECTIONS, HTTP_SECONDS, RUNS } from './settings.js';
+import {
+  E2E_JOBS,
+  E2E_WORKER_CONCURRENCY,
+  HTTP_CONNECTIONS,
+  HTTP_SECONDS,
+  LIST_CONNECTIONS,
+  RUNS,
+} from './settings.js';
 import {
   cofferEnvironment,
   isolate,
@@ -21,7 +29,7 @@ import {
   waitForHttp,
   type Scope,
 } from './stack.js';
-import { interleave } from './timing.js';
+import { interleave, median } from './timing.js';
 
 const QUEUE_NAME = 'backup';
 const TOKEN = randomBytes(24).toString('hex');
@@ -333,4 +341,174 @@ export async function runMemoryCase(scope: Scope, dirs: ServiceDirs, source: str
     coffer: [peak],
     note: `peak RSS (VmHWM) of the worker process; ${view.result?.files ?? 0} files in ${((view.result?.durationMs ?? 0) / 1000).toFixed(1)} s`,
   });
+}
+
+/** A run of list requests: rate, and latency in ms. */
+interface ListRun {
+  rate: number;
+  p50: number;
+  p99: number;
+  failed: number;
+}
+
+async function listOverHttp(url: string, seconds: number): Promise<ListRun> {
+  const result = await autocannon({
+    url,
+    connections: LIST_CONNECTIONS,
+    duration: seconds,
+    headers: { authorization: AUTHORIZATION },
+  });
+  const failed = result.non2xx + result.errors + result.timeouts;
+  return { rate: result['2xx'] / result.duration, p50: result.latency.p50, p99: result.latency.p99, failed };
+}
+
+/** The two statements `GET /jobs?status=` runs: a page of job_status, then those jobs' log rows. */
+async function listPageSql(pool: Pool, status: string, cursor: number | null): Promise<string[]> {
+  const [page] = await pool.execute<RowDataPacket[]>(
+    'SELECT queued_id AS id, job_id FROM job_status WHERE status = ? AND queued_id IS NOT NULL' +
+      (cursor === null ? '' : ' AND queued_id < ?') +
+      ' ORDER BY queued_id DESC LIMIT 51',
+    cursor === null ? [status] : [status, cursor],
+  );
+  const jobIds = page.slice(0, 50).map((row) => String(row.job_id));
+  await pool.query('SELECT * FROM log WHERE job_id IN (?) ORDER BY id', [jobIds]);
+  return jobIds;
+}
+
+async function listOverSql(pool: Pool, status: string, cursor: number | null, seconds: number): Promise<ListRun> {
+  const latencies: number[] = [];
+  const started = performance.now();
+  const end = started + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: LIST_CONNECTIONS }, async () => {
+      while (performance.now() < end) {
+        const sent = performance.now();
+        await listPageSql(pool, status, cursor);
+        latencies.push(performance.now() - sent);
+      }
+    }),
+  );
+  const sorted = latencies.sort((a, b) => a - b);
+  const at = (share: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * share))] ?? Number.NaN;
+  return { rate: latencies.length / ((performance.now() - started) / 1000), p50: at(0.5), p99: at(0.99), failed: 0 };
+}
+
+// The status filter as it was before job_status: a correlated subquery per queued row.
+const FORMER_STATUS_SQL =
+  "SELECT q.id, q.job_id FROM log q WHERE q.status = 'queued'" +
+  ' AND (SELECT l.status FROM log l WHERE l.job_id = q.job_id ORDER BY l.id DESC LIMIT 1) = ?' +
+  ' ORDER BY q.id DESC LIMIT 51';
+
+async function timedQuery(pool: Pool, sql: string, params: string[]): Promise<number> {
+  const started = performance.now();
+  await pool.execute(sql, params);
+  return performance.now() - started;
+}
+
+const ms = (values: readonly number[]) => `${median(values).toFixed(1)} ms`;
+
+/**
+ * `GET /jobs?status=completed&limit=50` on a log of a million jobs (seeded straight into a
+ * private database, then upgraded by migration 005), the first page and one deep in the
+ * list, against the same two SELECTs sent through mysql2 by as many clients.
+ */
+export async function runJobsListCase(scope: Scope, dirs: ServiceDirs): Promise<CaseResult[]> {
+  console.log(`case: GET /jobs?status= on ${SEEDED_JOBS.toLocaleString('en')} jobs`);
+  const isolation = isolate(scope, 'jobs');
+  const target = { ...mysqlServer, database: isolation.database };
+  const seeded = await seedJobHistory(target);
+  const seeding = `log seeded in ${seeded.rowsSeconds.toFixed(1)} s, migration 005 (job_status backfill) ${seeded.upgradeSeconds.toFixed(1)} s`;
+  console.log(`  ${seeding}`);
+  const api = await startCofferApi(scope, 'jobs-api', isolation, dirs);
+  const pool = createPool({ ...target, connectionLimit: LIST_CONNECTIONS });
+  try {
+    const [[middle]] = await pool.execute<RowDataPacket[]>(
+      "SELECT id FROM log WHERE job_id = ? AND status = 'queued'",
+      [seededJobId(SEEDED_JOBS / 2)],
+    );
+    const deep = Number(middle?.id);
+    const pages = [
+      { label: 'first page', cursor: null },
+      { label: `page below job ${(SEEDED_JOBS / 2).toLocaleString('en')}`, cursor: deep },
+    ];
+    const results: CaseResult[] = [];
+    for (const page of pages) {
+      const url = `${api.url}/jobs?status=completed&limit=50${page.cursor === null ? '' : `&cursor=${page.cursor}`}`;
+      // Both sides must answer the same page.
+      const response = await fetch(url, { headers: { authorization: AUTHORIZATION } });
+      const body = (await response.json()) as { items: { id: string; status: string }[] };
+      const expected = await listPageSql(pool, 'completed', page.cursor);
+      if (body.items.map((item) => item.id).join() !== expected.join() || expected.length !== 50) {
+        throw new Error(`GET /jobs answered another page than the SQL (${response.status})`);
+      }
+      const runs = { coffer: [] as ListRun[], sql: [] as ListRun[] };
+      let failed = 0;
+      const contenders = [
+        {
+          name: 'coffer',
+          run: async (run: number) => {
+            const result = await listOverHttp(url, run < 0 ? 1 : HTTP_SECONDS);
+            if (run >= 0) runs.coffer.push(result);
+            failed += result.failed;
+            return result.rate;
+          },
+        },
+        {
+          name: 'sql',
+          run: async (run: number) => {
+            const result = await listOverSql(pool, 'completed', page.cursor, run < 0 ? 1 : HTTP_SECONDS);
+            if (run >= 0) runs.sql.push(result);
+            return result.rate;
+          },
+        },
+      ];
+      for (const contender of contenders) await contender.run(-1);
+      const samples = await interleave(RUNS.httpRounds, contenders);
+      const latency = (side: ListRun[]) =>
+        `p50 ${ms(side.map((run) => run.p50))}, p99 ${ms(side.map((run) => run.p99))}`;
+      results.push(
+        caseResult({
+          name: `GET /jobs?status=completed&limit=50, 1M jobs, ${page.label}`,
+          unit: 'req/s',
+          target: '>= 0.2',
+          baselineName: 'its two SELECTs through mysql2',
+          coffer: samples.get('coffer') ?? [],
+          baseline: samples.get('sql') ?? [],
+          note:
+            `${LIST_CONNECTIONS} clients; latency Coffer ${latency(runs.coffer)}, SQL ${latency(runs.sql)}` +
+            (failed > 0 ? `; ${failed} Coffer requests not answered 200` : '') +
+            (page.cursor === null ? `; ${seeding}` : ''),
+        }),
+      );
+    }
+
+    // The filter's own statement, against the one it replaced, for a status no seeded job has.
+    const current = [] as number[];
+    const former = [] as number[];
+    for (let run = 0; run < 3; run += 1) {
+      current.push(
+        await timedQuery(
+          pool,
+          'SELECT queued_id, job_id FROM job_status WHERE status = ? AND queued_id IS NOT NULL ORDER BY queued_id DESC LIMIT 51',
+          ['retrying'],
+        ),
+      );
+      if (run === 0) former.push(await timedQuery(pool, FORMER_STATUS_SQL, ['retrying']));
+    }
+    results.push(
+      caseResult({
+        name: 'status filter SQL, a status no job has, 1M jobs',
+        unit: 'ms',
+        target: '<= 0.01',
+        baselineName: 'the former correlated subquery',
+        coffer: [median(current)],
+        baseline: former,
+        note: `job_status index: ${ms(current)} (median of 3); the former subquery ran once: ${ms(former)}`,
+      }),
+    );
+    return results;
+  } finally {
+    await pool.end();
+    await stop(api.child);
+  }
 }

@@ -26,6 +26,8 @@ export const RUNS = {
 /** Seconds autocannon runs per round. */
 export const HTTP_SECONDS = 5;
 export const HTTP_CONNECTIONS = 50;
+/** Clients listing jobs at once: as many as the API's MySQL pool has connections. */
+export const LIST_CONNECTIONS = 10;
 /** Jobs per end-to-end round, and how many each worker process runs at once (both sides). */
 export const E2E_JOBS = 3000;
 export const E2E_WORKER_CONCURRENCY = 16;
