@@ -3,6 +3,7 @@ import createError from '@fastify/error';
 // Every error the API answers with carries a stable `code`; clients match on it.
 export const SourceInvalid = createError('INVALID_SOURCE', '%s', 400);
 export const SourceOutsideRoots = createError('SOURCE_OUTSIDE_ROOTS', '%s', 400);
+export const SourceOverlapsBackupRoot = createError('SOURCE_OVERLAPS_BACKUP_ROOT', '%s', 400);
 export const DestinationInvalid = createError('INVALID_DESTINATION', '%s', 400);
 export const DestinationNotOwned = createError('DESTINATION_NOT_OWNED', '%s', 403);
 export const JobNotFound = createError('JOB_NOT_FOUND', 'no job with id "%s"', 404);

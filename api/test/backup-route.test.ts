@@ -432,3 +432,42 @@ describe('POST /backup with an Idempotency-Key', () => {
     expect(second.json<{ id: string }>().id).not.toBe(first.json<{ id: string }>().id);
   });
 });
+
+describe('POST /backup never backs up the backup store', () => {
+  let shared: ApiHarness;
+  const store = `/tmp/coffer-store-${process.pid}`;
+
+  beforeAll(async () => {
+    // The quick-start mistake: SOURCE_ROOTS holds BACKUP_ROOT.
+    shared = await startApi({ SOURCE_ROOTS: '/tmp', BACKUP_ROOT: store });
+  });
+
+  afterAll(async () => {
+    await shared?.close();
+  });
+
+  it.each([
+    ['the folder that contains the store', '/tmp'],
+    ['the store itself', store],
+    ['a folder inside the store', `${store}/nightly/20261127T191045.123Z-x`],
+    ['the store spelled with a trailing slash', `${store}/`],
+  ])('refuses %s: 400 SOURCE_OVERLAPS_BACKUP_ROOT, nothing queued', async (_case, source) => {
+    const countsBefore = await shared.app.backupQueue.getJobCounts();
+
+    const res = await shared.request(shared.adminToken, { method: 'POST', url: '/backup', payload: { source } });
+
+    const error = expectError(res, 400, 'SOURCE_OVERLAPS_BACKUP_ROOT');
+    expect(error.message).toContain(store);
+    expect(await shared.app.backupQueue.getJobCounts()).toEqual(countsBefore);
+  });
+
+  it('accepts a sibling of the store whose name starts the same', async () => {
+    const res = await shared.request(shared.adminToken, {
+      method: 'POST',
+      url: '/backup',
+      payload: { source: `${store}-other` },
+    });
+
+    expect(res.statusCode).toBe(202);
+  });
+});

@@ -38,6 +38,11 @@ export function isInsideRoots(path: string, roots: readonly string[]): boolean {
   return roots.some((root) => isInside(path, root));
 }
 
+/** True when `source` lies inside `backupRoot` or contains it: backing it up would copy the store into itself. */
+export function overlapsBackupRoot(source: string, backupRoot: string): boolean {
+  return isInside(source, backupRoot) || isInside(backupRoot, source);
+}
+
 export type PathProblem = { code: 'INVALID_SOURCE' | 'INVALID_DESTINATION'; message: string };
 
 /** Checks a requested source path as text: absolute, printable, normalised. */

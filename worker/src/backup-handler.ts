@@ -115,7 +115,8 @@ export function createBackupHandler({ config, outbox, logger: parentLogger, isCa
 
     try {
       if (await isCancelRequested(jobId)) throw new JobFailure('CANCELLED', CANCEL_REASON, true);
-      const source = await resolveSource(job.data.source, effectiveRoots(config.sourceRoots, job.data.sourceRoots));
+      const roots = effectiveRoots(config.sourceRoots, job.data.sourceRoots);
+      const source = await resolveSource(job.data.source, roots, config.backupRoot);
       const progress = createProgressReporter(job, logger);
       // Totals are counted beside the copy rather than before it, so the copy starts at once.
       measureTree(source, signal).then(

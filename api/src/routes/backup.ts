@@ -11,6 +11,7 @@ import {
   effectiveRoots,
   isInside,
   isInsideRoots,
+  overlapsBackupRoot,
   type CofferConfig,
 } from '@coffer/shared';
 import { SUBMITTERS } from '../auth/roles.js';
@@ -23,6 +24,7 @@ import {
   QueueUnavailable,
   SourceInvalid,
   SourceOutsideRoots,
+  SourceOverlapsBackupRoot,
 } from '../errors.js';
 import { errorResponses } from '../schemas.js';
 
@@ -103,6 +105,12 @@ const backupRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, {
       if (!isInsideRoots(source, roots)) {
         const narrowed = principal.sourceRoots ? ` as narrowed for token "${principal.name}"` : '';
         throw new SourceOutsideRoots(`source "${source}" is not inside SOURCE_ROOTS${narrowed} (${roots.join(':')})`);
+      }
+      // As text here; the worker checks the real paths again (a link may hide the overlap).
+      if (overlapsBackupRoot(source, config.backupRoot)) {
+        throw new SourceOverlapsBackupRoot(
+          `source "${source}" overlaps BACKUP_ROOT (${config.backupRoot}): Coffer never backs up its own backups`,
+        );
       }
       const destination = request.body.destination ?? defaultDestination(source);
       const destinationProblem = checkDestination(destination);
