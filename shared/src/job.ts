@@ -38,7 +38,17 @@ export interface BackupWarnings {
   /** How many entries were left out. */
   count: number;
   /** The first of them (at most 100): path relative to the source, and the error code. */
-  items: { path: string; code: string }[];
+  items: {
+    /** Relative to the source, decoded as UTF-8 for display (bytes that are not UTF-8 become U+FFFD). */
+    path: string;
+    /**
+     * The relative path's raw bytes in base64, present only when they are not valid UTF-8 (so
+     * `path` lost some): names on Linux are bytes, and this one can still be found exactly.
+     */
+    pathBase64?: string;
+    /** `ENOENT` (vanished), `EACCES` (could not be read) or `ECHANGED` (changed kind, say swapped for a link, while copied). */
+    code: string;
+  }[];
 }
 
 export interface BackupProgress {

@@ -1,6 +1,7 @@
 import { JobFailure } from '@coffer/shared';
 import { describe, expect, it } from 'vitest';
 import { UnsupportedSourceError } from '../src/copy/copy-tree.js';
+import { PathTooLongError } from '../src/copy/path-too-long.js';
 import { toSnapshotFailure, type SnapshotPaths } from '../src/copy/snapshot-failure.js';
 
 const paths: SnapshotPaths = {
@@ -69,6 +70,18 @@ describe('toSnapshotFailure', () => {
       code: 'SOURCE_UNREADABLE',
       permanent: true,
     });
+  });
+
+  it('maps a path too long for the system to PATH_TOO_LONG, permanent, naming it', () => {
+    const deep = `/data/projects/alpha/${'x/'.repeat(2100)}leaf`;
+    const failure = toSnapshotFailure(new PathTooLongError(deep), paths);
+    expect(failure).toBeInstanceOf(JobFailure);
+    expect(failure).toMatchObject({ code: 'PATH_TOO_LONG', permanent: true });
+    expect((failure as JobFailure).message).toContain('/data/projects/alpha/x/x/');
+    expect((failure as JobFailure).message).toContain('4095 bytes');
+    // The system's own answer, from a call outside the copy engine (the snapshot's final rename).
+    const refused = systemError('ENAMETOOLONG', 'rename', '/backups/alpha/.partial-1', '/backups/alpha/2026');
+    expect(toSnapshotFailure(refused, paths)).toMatchObject({ code: 'PATH_TOO_LONG', permanent: true });
   });
 
   it('returns other errors unchanged, so the job is retried', () => {

@@ -15,11 +15,16 @@ export interface CopyCounts {
   skipped: number;
 }
 
-/** An entry that vanished (`ENOENT`) or could not be opened (`EACCES`) while being copied, and was left out. */
+/**
+ * An entry left out of the copy: it vanished (`ENOENT`), could not be opened (`EACCES`), or was
+ * no longer what its folder's listing said, say a folder or file swapped for a link (`ECHANGED`).
+ */
 export interface CopyWarning {
-  /** Relative to the source. */
+  /** Relative to the source, decoded as UTF-8 for display (bytes that are not UTF-8 become U+FFFD). */
   path: string;
-  code: 'ENOENT' | 'EACCES';
+  /** The relative path's bytes in base64, present only when they are not valid UTF-8 (then `path` lost some). */
+  pathBase64?: string;
+  code: 'ENOENT' | 'EACCES' | 'ECHANGED';
 }
 
 export interface CopyWarnings {

@@ -42,7 +42,7 @@ function run(task: ThreadTask): ThreadMessage {
     const value =
       task.kind === 'copy'
         ? copyTreeSync(task.source, task.target, { ...options, previous: task.previous })
-        : copySubtreeSync(task.source, task.subtree, options);
+        : copySubtreeSync(task.source, task.target, task.subtree, options);
     return { type: 'done', value };
   } catch (error) {
     if (error instanceof CopyStopped) return { type: 'stopped' };

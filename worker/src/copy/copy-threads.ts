@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { CopyCounts } from './copy-counts.js';
 import type { Subtree } from './copy-tree-sync.js';
-import { STOP, deserializeError, type ThreadMessage, type ThreadTask } from './thread-protocol.js';
+import { STOP, deserializeError, discardTask, type ThreadMessage, type ThreadTask } from './thread-protocol.js';
 
 export interface RunOptions {
   /** Aborting stops the task (and every task sharing its state) at its next entry; the call then rejects with `signal.reason`. */
@@ -25,8 +25,15 @@ const IDLE_MS = 30_000;
  * while idle.
  */
 export async function runOnThread<T>(task: ThreadTask, options: RunOptions = {}): Promise<T> {
-  options.signal?.throwIfAborted();
-  const thread = await pool.acquire(options.signal);
+  let thread: PooledThread;
+  try {
+    options.signal?.throwIfAborted();
+    thread = await pool.acquire(options.signal);
+  } catch (error) {
+    // Aborted before any thread took the task: the open folders it carries are closed here.
+    discardTask(task);
+    throw error;
+  }
   let outcome: Outcome;
   try {
     outcome = await thread.run(task, options);

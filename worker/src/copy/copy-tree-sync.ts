@@ -1,5 +1,6 @@
-import fs, { constants, type Dir, type Dirent, type Stats } from 'node:fs';
+import fs, { constants, type BigIntStats, type Dirent, type Stats } from 'node:fs';
 import path from 'node:path';
+import { isUtf8 } from 'node:buffer';
 import {
   MAX_LISTED_WARNINGS,
   emptyCounts,
@@ -9,16 +10,43 @@ import {
   type CopyWarnings,
 } from './copy-counts.js';
 import { errorCode } from './errno.js';
-import { UnsupportedSourceError } from './unsupported-source.js';
+import { LinkRegistry, linkRegistryOf } from './hard-links.js';
+import {
+  FILE_FLAGS,
+  FOLDER_FLAGS,
+  LOOKUP_FLAGS,
+  childPath,
+  entryPath,
+  fdPath,
+  folderPrefix,
+  isSpecial,
+  listFolder,
+  namedAfter,
+  openIfThere,
+  openSourceRoot,
+} from './open-at.js';
+import { copyMode, hasSetIdBits, keepsOwners, tryChown } from './owners.js';
+import { MAX_PATH_BYTES, PathTooLongError } from './path-too-long.js';
+import { CHUNK_SIZE, copyData, holdsNoData, looksSparse } from './file-data.js';
 
-/** A folder's mode and times, as `lstat` gives them. */
-export type FolderStats = Pick<Stats, 'mode' | 'atimeMs' | 'mtimeMs'>;
+/** A folder's mode, owner and times, as `fstat` gives them. */
+export type FolderStats = Pick<Stats, 'mode' | 'uid' | 'gid' | 'atimeMs' | 'mtimeMs'>;
 
-/** A folder handed to another thread: copy `from` into the existing, still private `to`. */
+/**
+ * A folder handed to another thread: copy the open folder `fd` into the existing, still
+ * private folder `to`. The thread that runs it closes `fd` and `previousFd` (file descriptors
+ * are shared by all threads of the process), so it copies the folder that was opened, whatever
+ * its path leads to by then.
+ */
 export interface Subtree {
-  from: string;
-  to: string;
-  previous?: string;
+  /** The source folder, open (`FOLDER_FLAGS`). */
+  fd: number;
+  /** Its counterpart in the previous copy, open for lookups only, if it has one. */
+  previousFd?: number;
+  /** Its path below the source, as bytes (structured cloning turns a Buffer into a Uint8Array). */
+  relative: Uint8Array;
+  /** Its copy, as bytes. */
+  to: Uint8Array;
   stats: FolderStats;
 }
 
@@ -26,15 +54,15 @@ export interface Subtree {
 export interface Delegation {
   /** Reserves a thread for one folder; false when none is free. */
   reserve(): boolean;
-  /** Hands over a folder after a successful `reserve`. */
+  /** Hands over a folder after a successful `reserve`; the subtree's fds are the receiver's. */
   hand(subtree: Subtree): void;
 }
 
 export interface SyncCopyOptions {
   /**
    * A complete earlier copy of the same source. A regular file whose counterpart there has the
-   * same size, mode and mtime is hard-linked from it instead of copied (as `rsync --link-dest`).
-   * Default: none, everything is copied.
+   * same size, mode, mtime (and owner, when owners are kept) is hard-linked from it instead of
+   * copied (as `rsync --link-dest`). Default: none, everything is copied.
    */
   previous?: string;
   /** Checked before each entry; once it returns true the copy throws `CopyStopped`. Default: never. */
@@ -56,14 +84,20 @@ export class CopyStopped extends Error {
 // Directories are filled while private and owner-writable, so a read-only source
 // directory can still be filled; they get their real mode once complete.
 const FILLING_MODE = 0o700;
-// Entries read per readdir batch: memory stays bounded whatever the directory's size.
-const DIR_BUFFER_SIZE = 128;
 // Node sets times from a double of seconds, so a copy's mtime is the source's to within a
 // microsecond, never exactly: two mtimes closer than this are the same.
 const SAME_MTIME_MS = 0.001;
 // A failed hard link leaves the file to be copied instead: the previous snapshot's file
 // vanished or was replaced, has too many links already, or lives on another file system.
 const LINK_FALLBACK_CODES = new Set(['ENOENT', 'ENOTDIR', 'EMLINK', 'EXDEV', 'EPERM', 'EACCES']);
+// A previous copy's folder that is missing, not a folder (a link among others) or closed to us: no previous there.
+const NO_PREVIOUS_CODES = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'EACCES']);
+// Opening an entry the listing showed: it vanished, or is no longer what the listing said
+// (a link, refused by O_NOFOLLOW; a folder or file swapped for another kind; a socket).
+const VANISHED_CODES = new Set(['ENOENT']);
+const CHANGED_CODES = new Set(['ELOOP', 'ENOTDIR', 'ENXIO']);
+const NEW_FILE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+const SEPARATOR = Buffer.from('/');
 
 const noStop = (): boolean => false;
 const noReport = (): void => undefined;
@@ -74,74 +108,129 @@ const noReport = (): void => undefined;
  * their async forms, so this is meant to run on a worker thread (see `copyTree`).
  *
  * A directory's contents land directly in `target`; a file lands in `target` under its base
- * name. Files keep their mode and times, directories their mode and times, links their target
- * text (never followed) and times; FIFOs, sockets and devices are skipped and counted, never
- * opened. An entry below the source that vanishes, or a file that cannot be opened for reading,
- * is left out and reported in `warnings`; the source itself missing is an error.
+ * name. Names are bytes, copied as they are. Files keep their contents (holes included), mode
+ * and times, directories their mode and times, links their target text (never followed) and
+ * times; when run as root all of them keep their owner and group too (setuid and setgid bits
+ * only with them), and names of one inode stay hard links of one inode. FIFOs, sockets and
+ * devices are skipped and counted, never opened.
  *
- * Memory does not grow with the number of entries: the walk is depth-first and holds one
- * open directory per level. Throws on the first other error, leaving the partial target.
+ * Every entry is opened relative to its open parent without following links, so nothing
+ * outside the source is read even while the source changes: an entry below the source that
+ * vanishes, becomes a link or another kind than listed (`ECHANGED`), or a file that cannot be
+ * opened for reading, is left out and reported in `warnings`; the source itself missing is an
+ * error. A copy whose path would be longer than the system allows throws `PathTooLongError`.
+ *
+ * Hard links are recorded in `${target}.links` (see `LinkRegistry`), which the caller removes
+ * (`copyTree` does). Memory does not grow with the number of entries: the walk is depth-first
+ * and holds a few open files per level. Throws on the first other error, leaving the partial
+ * target.
  */
 export function copyTreeSync(source: string, target: string, options: SyncCopyOptions = {}): CopyReport {
-  return new SyncTreeCopier(source, options).run(target);
+  return new SyncTreeCopier(source, target, options).run();
 }
 
 /**
  * Copies a folder handed over by another thread's `copyTreeSync` (or `copySubtreeSync`) into
- * its existing target, then gives the target its mode and times. `source` is the root of the
- * whole copy, against which warnings are named.
+ * its existing target, then gives the target its mode, owner and times. `source` and `target`
+ * are those of the whole copy, against which warnings are named and hard links recorded.
+ * Closes the subtree's fds, whatever happens.
  */
-export function copySubtreeSync(source: string, subtree: Subtree, options: SyncCopyOptions = {}): CopyReport {
-  return new SyncTreeCopier(source, options).runSubtree(subtree);
+export function copySubtreeSync(
+  source: string,
+  target: string,
+  subtree: Subtree,
+  options: SyncCopyOptions = {},
+): CopyReport {
+  return new SyncTreeCopier(source, target, options).runSubtree(subtree);
+}
+
+/** A source folder being copied. */
+interface Folder {
+  /** Open (`FOLDER_FLAGS`). */
+  fd: number;
+  /** `folderPrefix(fd)`. */
+  prefix: Buffer;
+  /** Its path below the source ('' for the source), for warnings and errors. */
+  relative: Buffer;
+  /** Its copy. */
+  to: Buffer;
+  /** The copy's path with a trailing separator, which entries' names follow. */
+  into: Buffer;
+  /** `folderPrefix` of its counterpart in the previous copy, open for lookups (`LOOKUP_FLAGS`), if any. */
+  previous: { fd: number; prefix: Buffer } | undefined;
 }
 
 class SyncTreeCopier {
   readonly #counts: CopyCounts = emptyCounts();
   readonly #warnings: CopyWarnings = { count: 0, items: [] };
   readonly #source: string;
+  readonly #target: string;
   readonly #previous: string | undefined;
   readonly #shouldStop: () => boolean;
   readonly #onEntry: (counts: Readonly<CopyCounts>) => void;
   readonly #delegation: Delegation | undefined;
+  readonly #links: LinkRegistry;
+  readonly #keepOwners = keepsOwners();
+  readonly #fileSystemTypes = new Map<number, number>();
+  #chunk: Buffer | undefined;
+  readonly #checkStopBetweenChunks = () => this.#checkStop();
 
-  constructor(source: string, options: SyncCopyOptions) {
+  constructor(source: string, target: string, options: SyncCopyOptions) {
     this.#source = source;
+    this.#target = target;
     this.#previous = options.previous;
     this.#shouldStop = options.shouldStop ?? noStop;
     this.#onEntry = options.onEntry ?? noReport;
     this.#delegation = options.delegation;
+    this.#links = new LinkRegistry(linkRegistryOf(target));
   }
 
-  run(target: string): CopyReport {
+  run(): CopyReport {
     this.#checkStop();
-    const stats = fs.lstatSync(this.#source);
-    if (stats.isFile()) {
-      const name = path.basename(this.#source);
-      fs.mkdirSync(target);
-      const previous = this.#previous === undefined ? undefined : join(this.#previous, name);
-      this.#copyFile(this.#source, join(target, name), previous, stats);
-    } else if (stats.isDirectory()) {
-      // The root's errors are never warnings: a vanished source is SOURCE_NOT_FOUND.
-      const dir = fs.opendirSync(this.#source, { bufferSize: DIR_BUFFER_SIZE });
-      this.#copyDirectory(dir, target, this.#previous, stats, true);
-    } else {
-      throw new UnsupportedSourceError(this.#source);
+    // The root's errors are never warnings: a vanished source is SOURCE_NOT_FOUND.
+    const root = openSourceRoot(this.#source);
+    const to = Buffer.from(this.#target);
+    const folder: Folder = { ...open(root.fd), relative: Buffer.alloc(0), to, into: into(to), previous: undefined };
+    if (root.stats.isFile()) {
+      try {
+        folder.previous = this.#openPreviousRoot();
+        this.#copyRootFile(root.fd, root.stats, folder.previous);
+      } catch (error) {
+        throw located(error, this.#source);
+      } finally {
+        closeFolder(folder);
+      }
+      return this.#report();
     }
+    try {
+      folder.previous = this.#openPreviousRoot();
+      fs.mkdirSync(to, { mode: FILLING_MODE });
+    } catch (error) {
+      closeFolder(folder);
+      throw located(error, this.#source);
+    }
+    this.#fill(folder);
+    this.#finishDirectory(to, root.stats);
     return this.#report();
   }
 
-  runSubtree({ from, to, previous, stats }: Subtree): CopyReport {
-    this.#checkStop();
-    let dir: Dir | undefined;
-    try {
-      dir = fs.opendirSync(from, { bufferSize: DIR_BUFFER_SIZE });
-    } catch (error) {
-      // Vanished after it was handed over: its copy stays empty.
-      if (errorCode(error) !== 'ENOENT') throw error;
-      this.#warn(from, 'ENOENT');
-    }
-    if (dir) this.#copyDirectory(dir, to, previous, stats, false);
-    else finishDirectory(to, stats);
+  /** A file source lands in the target folder under its own name. */
+  #copyRootFile(fd: number, stats: Stats, previous: Folder['previous']): void {
+    fs.mkdirSync(this.#target);
+    const name = path.basename(this.#source);
+    const to = Buffer.from(path.join(this.#target, name));
+    if (to.length > MAX_PATH_BYTES) throw new PathTooLongError(this.#source);
+    const inode = inodeOf(stats, () => fs.fstatSync(fd, { bigint: true }));
+    const previousFile = previous && entryPath(previous.prefix, Buffer.from(name));
+    if (!this.#linkWithoutCopy(stats, inode, to, previousFile)) this.#writeFile(fd, stats, inode, to);
+  }
+
+  runSubtree({ fd, previousFd, relative, to, stats }: Subtree): CopyReport {
+    const target = bytes(to);
+    const previous = previousFd === undefined ? undefined : open(previousFd);
+    const folder: Folder = { ...open(fd), relative: bytes(relative), to: target, into: into(target), previous };
+    this.#fill(folder);
+    this.#finishDirectory(target, stats);
     this.#counts.dirs += 1;
     this.#onEntry(this.#counts);
     return this.#report();
@@ -151,100 +240,295 @@ class SyncTreeCopier {
     return { ...this.#counts, warnings: this.#warnings };
   }
 
-  /** Fills the directory `dst` (created here unless `create` is false) from the open `dir`, then gives it `stats`' mode and times. */
-  #copyDirectory(dir: Dir, dst: string, previous: string | undefined, stats: FolderStats, create: boolean): void {
-    try {
-      if (create) fs.mkdirSync(dst, { mode: FILLING_MODE });
-      for (let entry = dir.readSync(); entry !== null; entry = dir.readSync()) {
-        this.#checkStop();
-        this.#visit(entry, dir.path, dst, previous);
-      }
-    } finally {
-      dir.closeSync();
-    }
-    finishDirectory(dst, stats);
+  #openPreviousRoot(): Folder['previous'] {
+    if (this.#previous === undefined) return undefined;
+    // The previous copy is Coffer's own, but its last component is still never followed.
+    const fd = openIfThere(Buffer.from(this.#previous), LOOKUP_FLAGS, NO_PREVIOUS_CODES);
+    return fd === undefined ? undefined : open(fd);
   }
 
-  #visit(entry: Dirent, srcDir: string, dstDir: string, previousDir: string | undefined): void {
-    if (entry.isFIFO() || entry.isSocket() || entry.isCharacterDevice() || entry.isBlockDevice()) {
+  /** Copies the entries of `folder` into its existing copy, then closes it. */
+  #fill(folder: Folder): void {
+    try {
+      this.#checkStop();
+      const dir = listFolder(folder.fd);
+      try {
+        for (let entry = dir.readSync(); entry !== null; entry = dir.readSync()) {
+          this.#checkStop();
+          this.#visit(entry, folder);
+        }
+      } finally {
+        dir.closeSync();
+      }
+    } catch (error) {
+      throw located(error, this.#sourcePath(folder.relative));
+    } finally {
+      closeFolder(folder);
+    }
+  }
+
+  #visit(entry: Dirent<Buffer>, folder: Folder): void {
+    if (isSpecial(entry)) {
       this.#skip();
       return;
     }
-    const from = join(srcDir, entry.name);
-    // The listing's kind may be stale or unknown (some file systems do not give it): lstat decides.
-    const stats = fs.lstatSync(from, { throwIfNoEntry: false });
-    if (stats === undefined) {
-      this.#warn(from, 'ENOENT');
-      return;
+    const { name } = entry;
+    try {
+      if (entry.isFile()) this.#copyFileEntry(folder, name);
+      else if (entry.isDirectory()) this.#copySubdirectory(folder, name);
+      else if (entry.isSymbolicLink()) this.#copyLink(folder, name, undefined);
+      else this.#visitUnknown(folder, name);
+    } catch (error) {
+      throw located(error, this.#sourcePath(childPath(folder.relative, name)));
     }
-    const to = join(dstDir, entry.name);
-    const previous = previousDir === undefined ? undefined : join(previousDir, entry.name);
-    if (stats.isFile()) this.#copyFile(from, to, previous, stats);
-    else if (stats.isDirectory()) this.#copySubdirectory(from, to, previous, stats);
-    else if (stats.isSymbolicLink()) this.#copyLink(from, to, stats);
+  }
+
+  /** Some file systems do not give kinds in listings: lstat decides. */
+  #visitUnknown(folder: Folder, name: Buffer): void {
+    const stats = fs.lstatSync(entryPath(folder.prefix, name), { throwIfNoEntry: false });
+    if (stats === undefined) this.#warn(folder, name, 'ENOENT');
+    else if (stats.isFile()) this.#copyFileEntry(folder, name);
+    else if (stats.isDirectory()) this.#copySubdirectory(folder, name);
+    else if (stats.isSymbolicLink()) this.#copyLink(folder, name, stats);
     else this.#skip();
   }
 
-  #copySubdirectory(from: string, to: string, previous: string | undefined, stats: Stats): void {
-    let dir: Dir;
+  #copySubdirectory(folder: Folder, name: Buffer): void {
+    // Opened before the copy is created, so a directory that vanished leaves nothing behind.
+    // An unreadable directory stays an error (SOURCE_UNREADABLE): a whole subtree would be missing.
+    const to = this.#destination(folder, name);
+    const fd = this.#openEntry(folder, name, FOLDER_FLAGS);
+    if (fd === undefined) return;
+    const child: Folder = {
+      ...open(fd),
+      relative: childPath(folder.relative, name),
+      to,
+      into: into(to),
+      previous: undefined,
+    };
+    let stats: Stats;
     try {
-      // Opened before the copy is created, so a directory that vanished leaves nothing behind.
-      dir = fs.opendirSync(from, { bufferSize: DIR_BUFFER_SIZE });
+      stats = fs.fstatSync(fd);
+      if (folder.previous) {
+        // Walked in step with the source, never through a link: anything but a folder there is no previous.
+        const previous = openIfThere(entryPath(folder.previous.prefix, name), LOOKUP_FLAGS, NO_PREVIOUS_CODES);
+        if (previous !== undefined) child.previous = open(previous);
+      }
+      fs.mkdirSync(to, { mode: FILLING_MODE });
     } catch (error) {
-      // An unreadable directory stays an error (SOURCE_UNREADABLE): a whole subtree would be missing.
-      if (errorCode(error) !== 'ENOENT') throw error;
-      this.#warn(from, 'ENOENT');
-      return;
+      closeFolder(child);
+      throw error;
     }
     if (this.#delegation?.reserve()) {
-      dir.closeSync();
       // Created here, so this thread's parent folder is complete when it finishes it; another
       // thread writing inside it later does not change the parent's mtime.
-      fs.mkdirSync(to, { mode: FILLING_MODE });
-      const { mode, atimeMs, mtimeMs } = stats;
-      this.#delegation.hand({ from, to, previous, stats: { mode, atimeMs, mtimeMs } });
+      const { mode, uid, gid, atimeMs, mtimeMs } = stats;
+      this.#delegation.hand({
+        fd,
+        previousFd: child.previous?.fd,
+        relative: child.relative,
+        to,
+        stats: { mode, uid, gid, atimeMs, mtimeMs },
+      });
       return;
     }
-    this.#copyDirectory(dir, to, previous, stats, true);
+    this.#fill(child);
+    this.#finishDirectory(to, stats);
     this.#counts.dirs += 1;
     this.#onEntry(this.#counts);
   }
 
-  #copyFile(from: string, to: string, previous: string | undefined, stats: Stats): void {
-    if (previous !== undefined && linkUnchanged(previous, to, stats)) {
-      this.#counts.filesLinked += 1;
-      this.#counts.bytesLinked += stats.size;
-    } else {
-      try {
-        // EXCL: the target is new, and it spares ext4 the truncate-and-flush of an
-        // overwrite. copyFile gives the copy the source's mode.
-        fs.copyFileSync(from, to, constants.COPYFILE_EXCL);
-      } catch (error) {
-        const code = sourceProblem(error, from);
-        if (code === undefined) throw error;
-        this.#warn(from, code);
+  /** A regular file, as the listing said. */
+  #copyFileEntry(folder: Folder, name: Buffer): void {
+    const to = this.#destination(folder, name);
+    let seen: Stats | undefined;
+    let inode: string | undefined;
+    if (folder.previous) {
+      // With a previous copy most files are unchanged, and linking one takes its metadata, not its contents.
+      const from = entryPath(folder.prefix, name);
+      seen = fs.lstatSync(from, { throwIfNoEntry: false });
+      if (seen === undefined || !seen.isFile()) {
+        this.#warn(folder, name, seen === undefined ? 'ENOENT' : 'ECHANGED');
         return;
       }
-      fs.utimesSync(to, seconds(stats.atimeMs), seconds(stats.mtimeMs));
+      inode = inodeOf(seen, () => fs.lstatSync(from, { bigint: true }));
+      if (this.#linkWithoutCopy(seen, inode, to, entryPath(folder.previous.prefix, name))) return;
     }
-    this.#counts.files += 1;
-    this.#counts.bytes += stats.size;
-    this.#onEntry(this.#counts);
+    const fd = this.#openEntry(folder, name, FILE_FLAGS);
+    if (fd === undefined) return;
+    try {
+      // fstat of what was opened, not a name's lstat: it is what gets copied.
+      const stats = fs.fstatSync(fd);
+      if (!stats.isFile() || (seen !== undefined && (stats.dev !== seen.dev || stats.ino !== seen.ino))) {
+        this.#warn(folder, name, 'ECHANGED');
+        return;
+      }
+      if (seen === undefined) {
+        inode = inodeOf(stats, () => fs.fstatSync(fd, { bigint: true }));
+        if (this.#linkWithoutCopy(stats, inode, to, undefined)) return;
+      }
+      this.#writeFile(fd, stats, inode, to);
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
-  #copyLink(from: string, to: string, stats: Stats): void {
+  /**
+   * Opens the entry `name` of `folder` with `flags` (never through a link); undefined, with a
+   * warning, when it vanished, cannot be read (files only) or is no longer of the listed kind.
+   */
+  #openEntry(folder: Folder, name: Buffer, flags: number): number | undefined {
+    try {
+      return fs.openSync(entryPath(folder.prefix, name), flags);
+    } catch (error) {
+      const code = errorCode(error) ?? '';
+      if (VANISHED_CODES.has(code)) this.#warn(folder, name, 'ENOENT');
+      else if (CHANGED_CODES.has(code)) this.#warn(folder, name, 'ECHANGED');
+      else if (code === 'EACCES' && flags === FILE_FLAGS) this.#warn(folder, name, 'EACCES');
+      else throw error;
+      return undefined;
+    }
+  }
+
+  /**
+   * Makes `to` a hard link instead of a copy of the file `stats` describes, when one can serve:
+   * the copy of an earlier name of the same `inode` (see `inodeOf`), or its counterpart
+   * `previous` in the previous copy when unchanged (which then counts as the first copy).
+   */
+  #linkWithoutCopy(stats: Stats, inode: string | undefined, to: Buffer, previous: Buffer | undefined): boolean {
+    if (inode !== undefined && this.#links.linkRegistered(inode, to)) {
+      this.#countFile(stats);
+      return true;
+    }
+    if (previous === undefined || !this.#linkUnchanged(previous, to, stats)) return false;
+    // Only the registered name counts as linked from the previous copy, whichever thread got there first.
+    if (inode === undefined || this.#links.register(inode, to)) {
+      this.#counts.filesLinked += 1;
+      this.#counts.bytesLinked += stats.size;
+    }
+    this.#countFile(stats);
+    return true;
+  }
+
+  /** Copies the open regular file `fd` to the new file `to`, with its mode, owner and times. */
+  #writeFile(fd: number, stats: Stats, inode: string | undefined, to: Buffer): void {
+    const holes = looksSparse(stats);
+    if (holes || stats.size <= CHUNK_SIZE) {
+      // Through the fd already open, with fd calls only: cheaper than copyFile, which opens the
+      // source again and leaves chown and utimes to path lookups; and the only way to keep holes.
+      const out = fs.openSync(to, NEW_FILE_FLAGS, 0o600);
+      try {
+        if (holes && holdsNoData(fd, stats, this.#fileSystemTypes)) fs.ftruncateSync(out, stats.size);
+        else
+          copyData(
+            fd,
+            out,
+            stats.size,
+            (this.#chunk ??= Buffer.allocUnsafe(CHUNK_SIZE)),
+            holes,
+            this.#checkStopBetweenChunks,
+          );
+        const ownerKept = this.#own(() => fs.fchownSync(out, stats.uid, stats.gid));
+        fs.fchmodSync(out, copyMode(stats.mode, ownerKept));
+        fs.futimesSync(out, seconds(stats.atimeMs), seconds(stats.mtimeMs));
+      } finally {
+        fs.closeSync(out);
+      }
+    } else {
+      // The kernel copies (copy_file_range: no trip through this process, reflinks where the
+      // file system has them). EXCL: the target is new, and it spares ext4 the truncate-and-flush
+      // of an overwrite. copyFile gives the copy the source's mode.
+      fs.copyFileSync(fdPath(fd), to, constants.COPYFILE_EXCL);
+      const ownerKept = this.#own(() => fs.lchownSync(to, stats.uid, stats.gid));
+      // A change of owner clears setuid and setgid, and a copy not owned as its source must not have them.
+      if (hasSetIdBits(stats.mode)) fs.chmodSync(to, copyMode(stats.mode, ownerKept));
+      fs.utimesSync(to, seconds(stats.atimeMs), seconds(stats.mtimeMs));
+    }
+    if (inode !== undefined) this.#links.register(inode, to);
+    this.#countFile(stats);
+  }
+
+  #copyLink(folder: Folder, name: Buffer, known: Stats | undefined): void {
+    const from = entryPath(folder.prefix, name);
+    const stats = known ?? fs.lstatSync(from, { throwIfNoEntry: false });
+    if (stats === undefined) {
+      this.#warn(folder, name, 'ENOENT');
+      return;
+    }
     let linkTarget: Buffer;
     try {
       // As bytes, so a link target that is not valid UTF-8 survives unchanged.
       linkTarget = fs.readlinkSync(from, { encoding: 'buffer' });
     } catch (error) {
-      if (errorCode(error) !== 'ENOENT') throw error;
-      this.#warn(from, 'ENOENT');
+      const code = errorCode(error);
+      // EINVAL: no longer a link.
+      if (code !== 'ENOENT' && code !== 'EINVAL') throw error;
+      this.#warn(folder, name, code === 'ENOENT' ? 'ENOENT' : 'ECHANGED');
       return;
     }
+    const to = this.#destination(folder, name);
     fs.symlinkSync(linkTarget, to);
+    this.#own(() => fs.lchownSync(to, stats.uid, stats.gid));
     fs.lutimesSync(to, seconds(stats.atimeMs), seconds(stats.mtimeMs));
     this.#counts.links += 1;
+    this.#onEntry(this.#counts);
+  }
+
+  /**
+   * Hard-links `previous` (an fd path, never followed) to `to` when it is the same regular file
+   * as `stats` describes: same size, the mode a copy would get (a link shares its inode's mode),
+   * same mtime, and same owner when owners are kept.
+   */
+  #linkUnchanged(previous: Buffer, to: Buffer, stats: Stats): boolean {
+    let earlier: Stats | undefined;
+    try {
+      earlier = fs.lstatSync(previous, { throwIfNoEntry: false });
+    } catch {
+      // ENOTDIR, EACCES…: whatever is there cannot serve; copy.
+      return false;
+    }
+    if (
+      earlier === undefined ||
+      !earlier.isFile() ||
+      earlier.size !== stats.size ||
+      (earlier.mode & 0o7777) !== copyMode(stats.mode, this.#keepOwners) ||
+      Math.abs(earlier.mtimeMs - stats.mtimeMs) >= SAME_MTIME_MS ||
+      (this.#keepOwners && (earlier.uid !== stats.uid || earlier.gid !== stats.gid))
+    ) {
+      return false;
+    }
+    try {
+      fs.linkSync(previous, to);
+      return true;
+    } catch (error) {
+      if (LINK_FALLBACK_CODES.has(errorCode(error) ?? '')) return false;
+      throw error;
+    }
+  }
+
+  /** Gives a filled folder its owner, mode and times: last, because writing its entries changed its mtime. */
+  #finishDirectory(to: Buffer, stats: FolderStats): void {
+    const ownerKept = this.#own(() => fs.lchownSync(to, stats.uid, stats.gid));
+    // After chown, which may clear setgid.
+    fs.chmodSync(to, copyMode(stats.mode, ownerKept));
+    fs.utimesSync(to, seconds(stats.atimeMs), seconds(stats.mtimeMs));
+  }
+
+  /** Runs `chown` when owners are kept; tells whether the copy now has its source's owner and group. */
+  #own(chown: () => void): boolean {
+    return this.#keepOwners && tryChown(chown);
+  }
+
+  /** The copy of entry `name` of `folder`, refused when ordinary tools could not open it. */
+  #destination(folder: Folder, name: Buffer): Buffer {
+    const to = Buffer.concat([folder.into, name]);
+    if (to.length > MAX_PATH_BYTES) throw new PathTooLongError(this.#sourcePath(childPath(folder.relative, name)));
+    return to;
+  }
+
+  #countFile(stats: Stats): void {
+    this.#counts.files += 1;
+    this.#counts.bytes += stats.size;
     this.#onEntry(this.#counts);
   }
 
@@ -253,11 +537,16 @@ class SyncTreeCopier {
     this.#onEntry(this.#counts);
   }
 
-  #warn(from: string, code: CopyWarning['code']): void {
+  #warn(folder: Folder, name: Buffer, code: CopyWarning['code']): void {
     this.#warnings.count += 1;
     if (this.#warnings.items.length < MAX_LISTED_WARNINGS) {
-      this.#warnings.items.push({ path: path.relative(this.#source, from), code });
+      this.#warnings.items.push({ ...displayPath(childPath(folder.relative, name)), code });
     }
+  }
+
+  /** The real path of an entry, for error messages (decoded for display). */
+  #sourcePath(relative: Buffer): string {
+    return relative.length === 0 ? this.#source : path.join(this.#source, relative.toString());
   }
 
   #checkStop(): void {
@@ -265,71 +554,48 @@ class SyncTreeCopier {
   }
 }
 
-/** Gives a filled folder its mode and times: last, because writing its entries changed its mtime. */
-function finishDirectory(dst: string, stats: FolderStats): void {
-  fs.chmodSync(dst, stats.mode & 0o7777);
-  fs.utimesSync(dst, seconds(stats.atimeMs), seconds(stats.mtimeMs));
+/**
+ * An error met on the entry at `sourcePath`, as callers should see it: named after the entry's
+ * real path rather than an fd path, and a name or path the system found too long as `PathTooLongError`.
+ */
+function located(error: unknown, sourcePath: string): unknown {
+  if (errorCode(error) === 'ENAMETOOLONG') return new PathTooLongError(sourcePath, { cause: error });
+  return namedAfter(error, sourcePath);
+}
+
+/** A warning's path: decoded for display, and its bytes too when decoding lost some. */
+function displayPath(relative: Buffer): Pick<CopyWarning, 'path' | 'pathBase64'> {
+  const shown = relative.toString();
+  return isUtf8(relative) ? { path: shown } : { path: shown, pathBase64: relative.toString('base64') };
+}
+
+function open(fd: number): { fd: number; prefix: Buffer } {
+  return { fd, prefix: folderPrefix(fd) };
+}
+
+function closeFolder(folder: Folder): void {
+  fs.closeSync(folder.fd);
+  if (folder.previous) fs.closeSync(folder.previous.fd);
 }
 
 /**
- * Hard-links `previous` to `to` when it is the same regular file as `stats` describes: same
- * size, same mode (a link shares its inode's mode) and same mtime (and its times too).
+ * Names the inode of a file with several names (`<dev>-<ino>`), for the registry of hard
+ * links; undefined for a file with one name. `exact` stats it again as bigints when a number
+ * would have rounded (overlayfs sets high bits of inode numbers).
  */
-function linkUnchanged(previous: string, to: string, stats: Stats): boolean {
-  let earlier: Stats | undefined;
-  try {
-    earlier = fs.lstatSync(previous, { throwIfNoEntry: false });
-  } catch {
-    // ENOTDIR, EACCES…: whatever is there cannot serve; copy.
-    return false;
-  }
-  if (
-    earlier === undefined ||
-    !earlier.isFile() ||
-    earlier.size !== stats.size ||
-    earlier.mode !== stats.mode ||
-    Math.abs(earlier.mtimeMs - stats.mtimeMs) >= SAME_MTIME_MS
-  ) {
-    return false;
-  }
-  try {
-    fs.linkSync(previous, to);
-    return true;
-  } catch (error) {
-    if (LINK_FALLBACK_CODES.has(errorCode(error) ?? '')) return false;
-    throw error;
-  }
+function inodeOf(stats: Stats, exact: () => BigIntStats): string | undefined {
+  if (stats.nlink <= 1) return undefined;
+  if (Number.isSafeInteger(stats.ino) && Number.isSafeInteger(stats.dev)) return `${stats.dev}-${stats.ino}`;
+  const { dev, ino } = exact();
+  return `${dev}-${ino}`;
 }
 
-/**
- * Tells whether a failed copyFile failed on the source's side: it vanished (`ENOENT`) or
- * cannot be opened for reading (`EACCES`). The error alone does not say which of the two
- * paths it met, so the source is probed again; this runs only when a copy failed.
- */
-function sourceProblem(error: unknown, from: string): CopyWarning['code'] | undefined {
-  const code = errorCode(error);
-  if (code === 'ENOENT') {
-    try {
-      return fs.lstatSync(from, { throwIfNoEntry: false }) === undefined ? 'ENOENT' : undefined;
-    } catch (probeError) {
-      return errorCode(probeError) === 'ENOTDIR' ? 'ENOENT' : undefined;
-    }
-  }
-  if (code === 'EACCES') {
-    try {
-      fs.closeSync(fs.openSync(from, 'r'));
-      return undefined;
-    } catch (probeError) {
-      return errorCode(probeError) === 'EACCES' ? 'EACCES' : undefined;
-    }
-  }
-  return undefined;
+function into(folder: Buffer): Buffer {
+  return Buffer.concat([folder, SEPARATOR]);
 }
 
-// Paths here are absolute and normal and names never hold a separator, so plain
-// concatenation does what path.join would, without its normalising cost per entry.
-function join(dir: string, name: string): string {
-  return dir.endsWith(path.sep) ? dir + name : dir + path.sep + name;
+function bytes(array: Uint8Array): Buffer {
+  return Buffer.from(array.buffer, array.byteOffset, array.byteLength);
 }
 
 // utimes takes seconds; from the *Ms fields (which keep the sub-millisecond part),

@@ -7,15 +7,19 @@ import {
   type CopyWarnings,
 } from './copy-counts.js';
 import { runOnThread } from './copy-threads.js';
+import { linkRegistryOf } from './hard-links.js';
+import { removeTree } from './remove-tree.js';
 import { ACTIVE, STOP, sharedState, type ThreadTask } from './thread-protocol.js';
 
 export type { CopyCounts, CopyReport, CopyWarning, CopyWarnings } from './copy-counts.js';
+export { PathTooLongError } from './path-too-long.js';
 export { UnsupportedSourceError } from './unsupported-source.js';
 
 export interface CopyOptions {
   /**
    * A complete earlier copy of the same source (the previous snapshot). Every regular file
-   * unchanged since (same size, mode and mtime) is hard-linked from it instead of copied.
+   * unchanged since (same size, mode and mtime, and owner when owners are kept) is hard-linked
+   * from it instead of copied. It is looked up in step with the source, never through a link.
    * Default: none, everything is copied.
    */
   previous?: string;
@@ -36,11 +40,14 @@ export interface CopyOptions {
 /**
  * Copies `source` (a real path: a directory or a regular file) into `target`, which
  * must not exist yet. A directory's contents land directly in `target`; a file lands
- * in `target` under its base name. Files keep their mode and times, directories
- * their mode and times, links their target text (never followed) and times; FIFOs,
- * sockets and devices are skipped and counted, never opened. An entry below the
- * source that vanishes during the copy, or a file that cannot be opened for reading,
- * is left out and listed in `warnings`; the source itself missing is an error.
+ * in `target` under its base name. What `cp -a` keeps is kept: names as bytes, contents
+ * with their holes, modes and times, links' target text (never followed), hard links
+ * within the source, and when running as root owners and groups (setuid and setgid
+ * bits only along with them); FIFOs, sockets and devices are skipped and counted, never
+ * opened. Nothing is opened through a link: an entry below the source that vanishes or
+ * changes kind during the copy (a folder swapped for a link), or a file that cannot be
+ * opened for reading, is left out and listed in `warnings`; the source itself missing
+ * is an error, and so is an entry whose copy's path would be too long (`PathTooLongError`).
  *
  * The walk and the copies run on pooled worker threads with synchronous calls (see
  * `copyTreeSync`), so the event loop stays free for the queue's lock renewals: one thread
@@ -49,12 +56,29 @@ export interface CopyOptions {
  *
  * Rejects with the first error met, once every thread has stopped, and leaves the
  * partial target in place: removing it is the caller's decision. An abort takes
- * effect before the next entry, so within the time one file takes to copy.
+ * effect before the next entry, so within the time one file takes to copy. The copy's
+ * record of hard links, `${target}.links`, is removed either way.
  */
 export async function copyTree(source: string, target: string, options: CopyOptions = {}): Promise<CopyReport> {
+  options.signal?.throwIfAborted();
+  const links = linkRegistryOf(target);
+  // Left by a copy into the same target that died: its entries lead to files of that copy.
+  await removeTree(links);
+  let report: CopyReport;
+  try {
+    report = await copyOnThreads(source, target, options);
+  } catch (error) {
+    // The copy's own error is the one to report.
+    await removeTree(links).catch(() => undefined);
+    throw error;
+  }
+  await removeTree(links);
+  return report;
+}
+
+async function copyOnThreads(source: string, target: string, options: CopyOptions): Promise<CopyReport> {
   const { previous, signal, onProgress } = options;
   const threads = Math.max(1, options.threads ?? availableParallelism());
-  signal?.throwIfAborted();
   const state = sharedState();
   const flags = new Int32Array(state);
   // The first task counts as running from the start; a task reserves the next ones' places.
@@ -82,7 +106,7 @@ export async function copyTree(source: string, target: string, options: CopyOpti
           }
         }
       },
-      onDelegate: (subtree) => start({ kind: 'subtree', source, subtree, state, threads }, (nextId += 1)),
+      onDelegate: (subtree) => start({ kind: 'subtree', source, target, subtree, state, threads }, (nextId += 1)),
     }).then(
       (report) => {
         reports.push(report);

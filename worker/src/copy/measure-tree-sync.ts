@@ -1,7 +1,16 @@
-import fs, { type Dir } from 'node:fs';
-import path from 'node:path';
+import fs from 'node:fs';
 import { CopyStopped } from './copy-tree-sync.js';
-import { errorCode } from './errno.js';
+import {
+  FOLDER_FLAGS,
+  entryPath,
+  folderPrefix,
+  isSpecial,
+  listFolder,
+  namedAfter,
+  openIfThere,
+  openSourceRoot,
+} from './open-at.js';
+import { UnsupportedSourceError } from './unsupported-source.js';
 
 export interface TreeSize {
   /** Regular files. */
@@ -10,48 +19,62 @@ export interface TreeSize {
   bytes: number;
 }
 
-const DIR_BUFFER_SIZE = 128;
+// A folder that vanished, cannot be listed or is no longer a folder is left out of the estimate.
+const UNLISTED_CODES = new Set(['ENOENT', 'EACCES', 'ENOTDIR', 'ELOOP']);
 
 /**
  * Counts the regular files under `source` and their bytes, as `copyTreeSync` would copy
- * them: links are not followed, other kinds are not counted, entries that vanish or cannot
- * be listed are left out (this is an estimate for progress; the copy decides what fails).
+ * them: walked the same way (names as bytes, each entry relative to its open folder, links
+ * never followed), other kinds not counted, entries that vanish or cannot be listed left out
+ * (this is an estimate for progress; the copy decides what fails).
  * Synchronous, for a worker thread; throws `CopyStopped` once `shouldStop` says so.
  */
 export function measureTreeSync(source: string, shouldStop: () => boolean = () => false): TreeSize {
-  const stats = fs.lstatSync(source);
-  if (stats.isFile()) return { files: 1, bytes: stats.size };
+  let root;
+  try {
+    root = openSourceRoot(source);
+  } catch (error) {
+    // Neither file nor folder: the copy refuses it, nothing to count.
+    if (error instanceof UnsupportedSourceError) return { files: 0, bytes: 0 };
+    throw error;
+  }
   const size: TreeSize = { files: 0, bytes: 0 };
-  if (stats.isDirectory()) measureDirectory(fs.opendirSync(source, { bufferSize: DIR_BUFFER_SIZE }), size, shouldStop);
+  if (root.stats.isFile()) {
+    fs.closeSync(root.fd);
+    return { files: 1, bytes: root.stats.size };
+  }
+  try {
+    measureFolder(root.fd, size, shouldStop);
+  } catch (error) {
+    throw namedAfter(error, source);
+  }
   return size;
 }
 
-function measureDirectory(dir: Dir, size: TreeSize, shouldStop: () => boolean): void {
+/** Adds the files below the open folder `fd` to `size`, then closes it. */
+function measureFolder(fd: number, size: TreeSize, shouldStop: () => boolean): void {
+  const prefix = folderPrefix(fd);
   try {
-    for (let entry = dir.readSync(); entry !== null; entry = dir.readSync()) {
-      if (shouldStop()) throw new CopyStopped();
-      if (entry.isFIFO() || entry.isSocket() || entry.isCharacterDevice() || entry.isBlockDevice()) continue;
-      const entryPath = path.join(dir.path, entry.name);
-      const stats = fs.lstatSync(entryPath, { throwIfNoEntry: false });
-      if (stats?.isFile()) {
-        size.files += 1;
-        size.bytes += stats.size;
-      } else if (stats?.isDirectory()) {
-        const child = openQuietly(entryPath);
-        if (child) measureDirectory(child, size, shouldStop);
+    const dir = listFolder(fd);
+    try {
+      for (let entry = dir.readSync(); entry !== null; entry = dir.readSync()) {
+        if (shouldStop()) throw new CopyStopped();
+        if (isSpecial(entry) || entry.isSymbolicLink()) continue;
+        const path = entryPath(prefix, entry.name);
+        // The listing's kind spares a stat per folder; files need one for their size.
+        const stats = entry.isDirectory() ? undefined : fs.lstatSync(path, { throwIfNoEntry: false });
+        if (stats?.isFile()) {
+          size.files += 1;
+          size.bytes += stats.size;
+        } else if (entry.isDirectory() || stats?.isDirectory()) {
+          const child = openIfThere(path, FOLDER_FLAGS, UNLISTED_CODES);
+          if (child !== undefined) measureFolder(child, size, shouldStop);
+        }
       }
+    } finally {
+      dir.closeSync();
     }
   } finally {
-    dir.closeSync();
-  }
-}
-
-function openQuietly(dirPath: string): Dir | undefined {
-  try {
-    return fs.opendirSync(dirPath, { bufferSize: DIR_BUFFER_SIZE });
-  } catch (error) {
-    const code = errorCode(error);
-    if (code === 'ENOENT' || code === 'EACCES' || code === 'ENOTDIR') return undefined;
-    throw error;
+    fs.closeSync(fd);
   }
 }

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { JobFailure } from '@coffer/shared';
 import { UnsupportedSourceError } from './unsupported-source.js';
 import { errorDest, isErrnoException } from './errno.js';
+import { PathTooLongError } from './path-too-long.js';
 
 export interface SnapshotPaths {
   source: string;
@@ -23,10 +24,19 @@ export function toSnapshotFailure(error: unknown, paths: SnapshotPaths, side?: C
   if (error instanceof UnsupportedSourceError) {
     return new JobFailure('SOURCE_UNREADABLE', error.message, true, { cause: error });
   }
+  // Permanent: the source would have to change, and a snapshot that ordinary tools cannot read is no backup.
+  if (error instanceof PathTooLongError) return new JobFailure('PATH_TOO_LONG', error.message, true, { cause: error });
   if (!isErrnoException(error) || error.code === undefined) return error;
   const code = error.code;
   const blamed = side ?? sideOf(error.path, paths);
   switch (code) {
+    case 'ENAMETOOLONG':
+      return new JobFailure(
+        'PATH_TOO_LONG',
+        `${error.path ?? paths.source}: a path or name longer than the system allows (${code})`,
+        true,
+        { cause: error },
+      );
     case 'ENOSPC':
     case 'EDQUOT':
       // Not permanent: space may be freed (or old snapshots pruned) before a retry.

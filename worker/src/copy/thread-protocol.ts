@@ -1,18 +1,28 @@
+import fs from 'node:fs';
 import type { CopyCounts, CopyReport } from './copy-counts.js';
 import type { Subtree } from './copy-tree-sync.js';
 import { errorDest, isErrnoException } from './errno.js';
 import type { TreeSize } from './measure-tree-sync.js';
+import { PathTooLongError } from './path-too-long.js';
 import { UnsupportedSourceError } from './unsupported-source.js';
 
 /**
  * Work for a copy thread. `state` is shared by every task of one copy: Int32 `STOP` set to 1
  * stops them at their next entry; `ACTIVE` counts the copy's running tasks, which hand
- * folders to new ones (`delegate`) while fewer than `threads` run.
+ * folders to new ones (`delegate`) while fewer than `threads` run. A `subtree` task carries
+ * open folders, which the thread that runs it closes.
  */
 export type ThreadTask =
   | { kind: 'copy'; source: string; target: string; previous?: string; state: SharedArrayBuffer; threads: number }
-  | { kind: 'subtree'; source: string; subtree: Subtree; state: SharedArrayBuffer; threads: number }
+  | { kind: 'subtree'; source: string; target: string; subtree: Subtree; state: SharedArrayBuffer; threads: number }
   | { kind: 'measure'; source: string; state: SharedArrayBuffer };
+
+/** Closes the open folders of a task that no thread will run. */
+export function discardTask(task: ThreadTask): void {
+  if (task.kind !== 'subtree') return;
+  fs.closeSync(task.subtree.fd);
+  if (task.subtree.previousFd !== undefined) fs.closeSync(task.subtree.previousFd);
+}
 
 export const STOP = 0;
 export const ACTIVE = 1;
@@ -44,11 +54,16 @@ export interface SerializedError {
   dest?: string;
   /** Set when the error is an `UnsupportedSourceError` for this path. */
   unsupportedSource?: string;
+  /** Set when the error is a `PathTooLongError` for this path. */
+  pathTooLong?: string;
 }
 
 export function serializeError(error: unknown): SerializedError {
   if (error instanceof UnsupportedSourceError) {
     return { name: error.name, message: error.message, unsupportedSource: error.path };
+  }
+  if (error instanceof PathTooLongError) {
+    return { name: error.name, message: error.message, stack: error.stack, pathTooLong: error.path };
   }
   if (!(error instanceof Error)) return { name: 'Error', message: String(error) };
   const serialized: SerializedError = { name: error.name, message: error.message, stack: error.stack };
@@ -64,6 +79,7 @@ export function serializeError(error: unknown): SerializedError {
 
 export function deserializeError(serialized: SerializedError): Error {
   if (serialized.unsupportedSource !== undefined) return new UnsupportedSourceError(serialized.unsupportedSource);
+  if (serialized.pathTooLong !== undefined) return new PathTooLongError(serialized.pathTooLong);
   const error: NodeJS.ErrnoException = new Error(serialized.message);
   error.name = serialized.name;
   if (serialized.stack !== undefined) error.stack = serialized.stack;
