@@ -45,6 +45,8 @@ export function cofferEnvironment(
 ): Record<string, string> {
   return {
     PATH: process.env.PATH ?? '',
+    // A developer's coffer.env must not change what is measured.
+    COFFER_ENV_FILE: '/dev/null',
     REDIS_URL,
     MYSQL_HOST: MYSQL.host,
     MYSQL_PORT: String(MYSQL.port),

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { waitFor } from '../test/helpers/environment.js';
+import { NO_SETTINGS_FILE, waitFor } from '../test/helpers/environment.js';
 import { freePort } from '../test/helpers/ports.js';
 
 // Fault tests run their own Redis (with AOF, as compose does) and their own
@@ -26,7 +26,7 @@ export class ManagedProcess {
 
   start(): this {
     const child = spawn(this.command, this.args, {
-      env: { PATH: process.env.PATH ?? '', ...this.env },
+      env: { PATH: process.env.PATH ?? '', ...NO_SETTINGS_FILE, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const keep = (chunk: Buffer) => {

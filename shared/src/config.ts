@@ -2,6 +2,10 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { isAbsolute } from 'node:path';
 import envSchema from 'env-schema';
+import { ConfigError } from './config-error.js';
+import { withSettingsFile } from './settings-file.js';
+
+export { ConfigError } from './config-error.js';
 
 /** Variables that may also be read from `NAME_FILE` (Docker secrets). */
 const SECRET_VARIABLES = ['REDIS_URL', 'MYSQL_PASSWORD', 'API_ADMIN_TOKEN'] as const;
@@ -132,13 +136,6 @@ export interface CofferConfig {
   tlsCertFile: string | undefined;
   tlsKeyFile: string | undefined;
   logLevel: LogLevel;
-}
-
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  constructor(readonly problems: readonly string[]) {
-    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
-  }
 }
 
 type Env = Record<string, string | undefined>;
@@ -278,9 +275,10 @@ export function loadConfig(env: Env = process.env): CofferConfig {
 }
 
 /** Entry points call this: a bad configuration ends the process with the list of problems. */
+/** What a process reads at start: the environment over the settings file (see `withSettingsFile`). */
 export function loadConfigOrExit(env: Env = process.env): CofferConfig {
   try {
-    return loadConfig(env);
+    return loadConfig(withSettingsFile(env));
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`coffer: ${err.message}\n`);

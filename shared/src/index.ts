@@ -1,4 +1,5 @@
 export * from './config.js';
+export * from './settings-file.js';
 export * from './failure.js';
 export * from './job.js';
 export * from './log-repository.js';

@@ -2,7 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '@coffer/shared';
+import { ConfigError, DEFAULT_SETTINGS_FILE, loadConfig, withSettingsFile } from '@coffer/shared';
 
 function problemsOf(env: Record<string, string>): string[] {
   try {
@@ -111,5 +111,31 @@ describe('configuration from the environment', () => {
 
   it('refuses a database name that could not be used as an identifier', () => {
     expect(problemsOf({ MYSQL_DATABASE: 'coffer; DROP TABLE log' }).join()).toMatch(/MYSQL_DATABASE/);
+  });
+});
+
+describe('the settings file', () => {
+  async function settingsFile(text: string): Promise<string> {
+    const file = join(await mkdtemp(join(tmpdir(), 'coffer-settings-')), 'coffer.env');
+    await writeFile(file, text);
+    return file;
+  }
+
+  it('adds its variables beneath the environment, which wins', async () => {
+    const file = await settingsFile('# quick start\nSOURCE_ROOTS=/srv/data\nBACKUP_ROOT="/srv/backups"\nPORT=4000\n');
+
+    const env = withSettingsFile({ COFFER_ENV_FILE: file, PORT: '5000' });
+
+    expect(loadConfig(env)).toMatchObject({ sourceRoots: ['/srv/data'], backupRoot: '/srv/backups', port: 5000 });
+  });
+
+  it('stops with a named problem when the file COFFER_ENV_FILE names cannot be read', () => {
+    expect(() => withSettingsFile({ COFFER_ENV_FILE: '/nonexistent/coffer.env' })).toThrow(
+      /COFFER_ENV_FILE: cannot read \/nonexistent\/coffer.env \(ENOENT\)/,
+    );
+  });
+
+  it('is looked for at the top of the repository by default', () => {
+    expect(DEFAULT_SETTINGS_FILE).toBe(join(new URL('../..', import.meta.url).pathname, 'coffer.env'));
   });
 });

@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { NO_SETTINGS_FILE } from '../helpers/environment.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 
@@ -12,7 +13,7 @@ describe('a process with invalid configuration', () => {
     ['api/dist/server.js', { SOURCE_ROOTS: 'relative/dir' }, ['SOURCE_ROOTS']],
   ])('%s with %j stops at once, naming the variables', (script, variables, named) => {
     const run = spawnSync(process.execPath, [join(ROOT, script)], {
-      env: { PATH: process.env.PATH ?? '', ...variables },
+      env: { PATH: process.env.PATH ?? '', ...NO_SETTINGS_FILE, ...variables },
       encoding: 'utf8',
       timeout: 10_000,
     });

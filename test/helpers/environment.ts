@@ -21,6 +21,12 @@ export const silentLogger = {
   level: 'silent',
 };
 
+/**
+ * Keeps a developer's `coffer.env` (read by every Coffer process started without
+ * `COFFER_ENV_FILE`) out of the processes tests start: they get only what the test sets.
+ */
+export const NO_SETTINGS_FILE = { COFFER_ENV_FILE: '/dev/null' } as const;
+
 export interface TestEnvironment {
   config: CofferConfig;
   /** The environment variables `config` was read from, for spawning real processes. */
@@ -54,6 +60,7 @@ export async function createTestEnvironment(env: Record<string, string> = {}): P
     BACKUP_ROOT: backups,
     JOB_BACKOFF_MS: '50',
     LOG_LEVEL: 'silent',
+    ...NO_SETTINGS_FILE,
     ...env,
   };
   const config = loadConfig(variables);
