@@ -123,6 +123,23 @@ describe('log repository', () => {
     }
   });
 
+  it("lists by status only the jobs of one token when asked, by the actor of each job's queued row", async () => {
+    const mine = randomUUID();
+    const theirs = randomUUID();
+    await repo.append([
+      { ...entry(mine, 'queued'), actor: 'ops' },
+      { ...entry(theirs, 'queued'), actor: 'other' },
+    ]);
+    await repo.append([
+      { ...entry(mine, 'active'), actor: 'ops' },
+      { ...entry(theirs, 'active'), actor: 'other' },
+    ]);
+
+    const page = await repo.jobIds({ status: 'active', actor: 'ops', limit: 100 });
+
+    expect(page.items.map((item) => item.jobId)).toEqual([mine]);
+  });
+
   it('pages a status filter by the queued rows, newest first, without overlap', async () => {
     const ids: string[] = Array.from({ length: 7 }, () => randomUUID());
     for (const id of ids) await repo.append([entry(id, 'queued'), entry(id, 'cancelled')]);
