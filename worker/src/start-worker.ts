@@ -46,7 +46,7 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
 
 /** Starts one BullMQ worker with its log outbox, cancel listener and watchdog. */
 export function startWorker(config: CofferConfig, logger: Logger): RunningWorker {
-  const pool = createMysqlPool(config.mysql, { connectionLimit: 2 });
+  const pool = createMysqlPool(config.mysql, { connectionLimit: 2, limits: config.mysqlLimits });
   const connection = createRedis(config.redisUrl, 'worker');
   const subscriber = createRedis(config.redisUrl, 'worker');
   const eventsConnection = createRedis(config.redisUrl, 'worker');

@@ -22,7 +22,7 @@ try {
   process.exit(1);
 }
 
-const pool = createMysqlPool(config.mysql, { connectionLimit: 1 });
+const pool = createMysqlPool(config.mysql, { connectionLimit: 1, limits: config.mysqlLimits });
 // Connects on its first command (only `revoke` has one) and tries once: a revocation Redis
 // does not take is reported, not waited for.
 const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
