@@ -133,11 +133,63 @@ describe('GET /jobs/:id', () => {
       };
       const result = { path: '/b/raw/x', files: 1, bytes: 1, durationMs: 1, dirs: 0, links: 0, skipped: 0 };
       await job?.moveToCompleted({ ...result, warnings: { count: 1, items: [item] } }, 'test-token', false);
+      await api.app.logStore.append({
+        action: 'backup',
+        parameter: folder,
+        status: 'completed',
+        jobId: added.id ?? '',
+        attempt: 1,
+        worker: 'test-worker',
+      });
 
       const res = await getJob(added.id ?? '');
 
       expect(res.statusCode, res.body).toBe(200);
       expect(res.json<{ result: { warnings: unknown } }>().result.warnings).toEqual({ count: 1, items: [item] });
+    } finally {
+      await worker.close();
+      connection.disconnect();
+    }
+  });
+
+  it('reads its writes: a job Redis calls completed stays active until the log has its completed row', async () => {
+    const connection = createRedis(api.env.config.redisUrl, 'worker');
+    const worker = new Worker(QUEUE_NAME, null, { connection, prefix: api.env.config.queuePrefix, autorun: false });
+    try {
+      // As the API queues a job (LIFO: the one the worker takes next, whatever earlier tests left).
+      const id = randomUUID();
+      const entry = { action: 'backup', parameter: folder, jobId: id, attempt: 1, worker: 'test-worker' } as const;
+      await api.app.logStore.append({ ...entry, status: 'queued', actor: 'admin' });
+      await api.app.backupQueue.add(
+        BACKUP_JOB_NAME,
+        { source: folder, destination: 'read-your-writes', actor: 'admin' },
+        { jobId: id, lifo: true },
+      );
+      // A worker takes it and finishes it in Redis; its rows are still on their way to MySQL.
+      const job = await worker.getNextJob('test-token');
+      expect(job?.id).toBe(id);
+      const result = { path: '/b/ryw/x', files: 1, bytes: 5, durationMs: 1, dirs: 0, links: 0, skipped: 0 };
+      await job?.moveToCompleted(result, 'test-token', false);
+
+      const before = (await getJob(id)).json<JobViewBody>();
+      const logged = await collect<LogRowBody>(api.app, `/logs?jobId=${id}`);
+
+      expect(before).toMatchObject({ status: 'active', finishedAt: null });
+      expect(before.result).toBeUndefined();
+      expect(logged.map((row) => row.status)).toEqual(['queued']);
+
+      await api.app.logStore.append([
+        { ...entry, status: 'active' },
+        { ...entry, status: 'completed', snapshot: result.path, files: 1, bytes: 5, durationMs: 1 },
+      ]);
+      const after = (await getJob(id)).json<JobViewBody>();
+      const listed = (await collect<JobViewBody>(api.app, '/jobs?limit=100')).find((view) => view.id === id);
+
+      expect(after).toMatchObject({ status: 'completed', result: { path: result.path } });
+      expect(listed).toMatchObject({ status: 'completed' });
+      expect((await collect<LogRowBody>(api.app, `/logs?jobId=${id}`)).map((row) => row.status)).toContain(
+        'completed',
+      );
     } finally {
       await worker.close();
       connection.disconnect();
