@@ -17,6 +17,7 @@ import {
   startApi,
   type ApiHarness,
   type JobViewBody,
+  type LogRowBody,
   type PageBody,
 } from './helpers.js';
 
@@ -187,9 +188,7 @@ describe('GET /jobs/:id', () => {
 
       expect(after).toMatchObject({ status: 'completed', result: { path: result.path } });
       expect(listed).toMatchObject({ status: 'completed' });
-      expect((await collect<LogRowBody>(api.app, `/logs?jobId=${id}`)).map((row) => row.status)).toContain(
-        'completed',
-      );
+      expect((await collect<LogRowBody>(api.app, `/logs?jobId=${id}`)).map((row) => row.status)).toContain('completed');
     } finally {
       await worker.close();
       connection.disconnect();
