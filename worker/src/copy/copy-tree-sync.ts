@@ -87,8 +87,8 @@ const FILLING_MODE = 0o700;
 // Node sets times from a double of seconds, so a copy's mtime is the source's to within a
 // microsecond, never exactly: two mtimes closer than this are the same.
 const SAME_MTIME_MS = 0.001;
-// A failed hard link leaves the file to be copied instead: the previous snapshot's file
-// vanished or was replaced, has too many links already, or lives on another file system.
+// A failed hard link leaves the file to be copied instead: the previous snapshot has no such
+// file (or a folder there: EPERM), it has too many links already, or lives on another file system.
 const LINK_FALLBACK_CODES = new Set(['ENOENT', 'ENOTDIR', 'EMLINK', 'EXDEV', 'EPERM', 'EACCES']);
 // A previous copy's folder that is missing, not a folder (a link among others) or closed to us: no previous there.
 const NO_PREVIOUS_CODES = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'EACCES']);
@@ -477,33 +477,29 @@ class SyncTreeCopier {
   /**
    * Hard-links `previous` (an fd path, never followed) to `to` when it is the same regular file
    * as `stats` describes: same size, the mode a copy would get (a link shares its inode's mode),
-   * same mtime, and same owner when owners are kept.
+   * same mtime, and same owner when owners are kept. Linked first and checked after: what is
+   * checked is then exactly what was linked (link(2) links a link itself, never where it leads),
+   * and the check is a lookup in the copy rather than another one through an fd path.
    */
   #linkUnchanged(previous: Buffer, to: Buffer, stats: Stats): boolean {
-    let earlier: Stats | undefined;
-    try {
-      earlier = fs.lstatSync(previous, { throwIfNoEntry: false });
-    } catch {
-      // ENOTDIR, EACCES…: whatever is there cannot serve; copy.
-      return false;
-    }
-    if (
-      earlier === undefined ||
-      !earlier.isFile() ||
-      earlier.size !== stats.size ||
-      (earlier.mode & 0o7777) !== copyMode(stats.mode, this.#keepOwners) ||
-      Math.abs(earlier.mtimeMs - stats.mtimeMs) >= SAME_MTIME_MS ||
-      (this.#keepOwners && (earlier.uid !== stats.uid || earlier.gid !== stats.gid))
-    ) {
-      return false;
-    }
     try {
       fs.linkSync(previous, to);
-      return true;
     } catch (error) {
       if (LINK_FALLBACK_CODES.has(errorCode(error) ?? '')) return false;
       throw error;
     }
+    const linked = fs.lstatSync(to);
+    if (
+      linked.isFile() &&
+      linked.size === stats.size &&
+      (linked.mode & 0o7777) === copyMode(stats.mode, this.#keepOwners) &&
+      Math.abs(linked.mtimeMs - stats.mtimeMs) < SAME_MTIME_MS &&
+      (!this.#keepOwners || (linked.uid === stats.uid && linked.gid === stats.gid))
+    ) {
+      return true;
+    }
+    fs.unlinkSync(to);
+    return false;
   }
 
   /** Gives a filled folder its owner, mode and times: last, because writing its entries changed its mtime. */
