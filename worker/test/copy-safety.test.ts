@@ -132,6 +132,32 @@ describe('copying while the source changes', () => {
   });
 });
 
+describe('open folders', () => {
+  const openFiles = () => readdirSync('/proc/self/fd').length;
+
+  it('closes every folder it opened and handed between threads, whether done or aborted', async () => {
+    for (let top = 0; top < 24; top += 1) {
+      for (const inner of ['a', 'b', 'c']) fill(path.join(source, `t${top}`, inner), `${top}`);
+    }
+    // The pool's threads (and their own files) are started by a first copy, then kept.
+    await copyTree(source, path.join(tmp, 'warm-up'), { threads: 4 });
+    const before = openFiles();
+
+    await copyTree(source, target, { threads: 4 });
+    expect(openFiles()).toBeLessThanOrEqual(before);
+
+    const controller = new AbortController();
+    const reason = new Error('stop');
+    const aborted = copyTree(source, path.join(tmp, 'aborted'), {
+      threads: 4,
+      signal: controller.signal,
+      onProgress: () => controller.abort(reason),
+    });
+    await expect(aborted).rejects.toBe(reason);
+    expect(openFiles()).toBeLessThanOrEqual(before);
+  });
+});
+
 describe('copying with a previous copy that holds links', () => {
   it('never hard-links a file outside the previous copy that a link there leads to', async () => {
     mkdirSync(source);

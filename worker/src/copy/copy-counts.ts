@@ -3,7 +3,10 @@ export interface CopyCounts {
   files: number;
   /** Their total size. */
   bytes: number;
-  /** Of `files`, those hard-linked from the previous snapshot because they had not changed. */
+  /**
+   * Of `files`, those hard-linked from the previous snapshot because they had not changed (of
+   * several names of one inode, which stay one inode in the copy, only the first counts).
+   */
   filesLinked: number;
   /** Their total size (written once, shared with the previous snapshot). */
   bytesLinked: number;

@@ -419,15 +419,7 @@ class SyncTreeCopier {
       const out = fs.openSync(to, NEW_FILE_FLAGS, 0o600);
       try {
         if (holes && holdsNoData(fd, stats, this.#fileSystemTypes)) fs.ftruncateSync(out, stats.size);
-        else
-          copyData(
-            fd,
-            out,
-            stats.size,
-            (this.#chunk ??= Buffer.allocUnsafe(CHUNK_SIZE)),
-            holes,
-            this.#checkStopBetweenChunks,
-          );
+        else copyData(fd, out, stats.size, this.#chunkBuffer(), holes, this.#checkStopBetweenChunks);
         const ownerKept = this.#own(() => fs.fchownSync(out, stats.uid, stats.gid));
         fs.fchmodSync(out, copyMode(stats.mode, ownerKept));
         fs.futimesSync(out, seconds(stats.atimeMs), seconds(stats.mtimeMs));
@@ -446,6 +438,11 @@ class SyncTreeCopier {
     }
     if (inode !== undefined) this.#links.register(inode, to);
     this.#countFile(stats);
+  }
+
+  /** One per copy, allocated when a first file needs it. */
+  #chunkBuffer(): Buffer {
+    return (this.#chunk ??= Buffer.allocUnsafe(CHUNK_SIZE));
   }
 
   #copyLink(folder: Folder, name: Buffer, known: Stats | undefined): void {
