@@ -14,6 +14,7 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  statfsSync,
   symlinkSync,
   utimesSync,
   writeFileSync,
@@ -24,6 +25,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { copyTreeSync } from '../src/copy/copy-tree-sync.js';
+import { countsBlocksHonestly } from '../src/copy/file-data.js';
 import { LinkRegistry } from '../src/copy/hard-links.js';
 import { copyTree, measureTree, removeTree } from '../src/copy/index.js';
 import { copyMode } from '../src/copy/owners.js';
@@ -129,7 +131,10 @@ describe('sparse files', () => {
     expect(Math.abs(stats.mtimeMs - statSync(image).mtimeMs)).toBeLessThan(0.001);
   });
 
-  it('creates a file without any data by its size alone, without reading it', async () => {
+  // Elsewhere (ZFS, NFS…) a file without blocks is read through, which for this one would take hours.
+  const blocksCounted = countsBlocksHonestly(statfsSync(os.tmpdir()).type);
+
+  it.skipIf(!blocksCounted)('creates a file without any data by its size alone, without reading it', async () => {
     // As large as ext4 allows (16 TiB less a block); reading it would take days.
     execFileSync('truncate', ['-s', '10T', path.join(source, 'huge.img')]);
     execFileSync('truncate', ['-s', '512K', path.join(source, 'small-hole.img')]);

@@ -12,6 +12,11 @@ const HOLE_BLOCK = 4096;
 export const CHUNK_SIZE = 32 * HOLE_BLOCK;
 const ZEROS = Buffer.alloc(HOLE_BLOCK);
 
+/** Whether a file system (by its statfs(2) type) counts in st_blocks every block that holds data. */
+export function countsBlocksHonestly(fileSystemType: number): boolean {
+  return HONEST_BLOCK_COUNTS.has(fileSystemType);
+}
+
 /** Whether a file holds fewer blocks than its size needs: it has holes (or is compressed). */
 export function looksSparse(stats: Stats): boolean {
   return stats.blocks * 512 < stats.size;
@@ -30,7 +35,7 @@ export function holdsNoData(fd: number, stats: Stats, types: Map<number, number>
     type = fs.statfsSync(fdPath(fd)).type;
     types.set(stats.dev, type);
   }
-  return HONEST_BLOCK_COUNTS.has(type);
+  return countsBlocksHonestly(type);
 }
 
 /**

@@ -14,12 +14,16 @@ export class PathTooLongError extends Error {
     readonly path: string,
     options?: { cause?: unknown },
   ) {
-    super(
-      `${shorten(path)} is nested too deep: its path in the snapshot would be longer than ${MAX_PATH_BYTES} bytes, ` +
-        'more than the system or ordinary tools can open',
-      options,
-    );
+    super(pathTooLongMessage(path), options);
   }
+}
+
+/** Why `path` (shortened if need be) cannot be in a snapshot. */
+export function pathTooLongMessage(path: string): string {
+  return (
+    `${shorten(path)}: its path in the snapshot would be longer than ${MAX_PATH_BYTES} bytes ` +
+    'or hold a name longer than the file system allows, more than the system or ordinary tools can open'
+  );
 }
 
 function shorten(text: string): string {

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { JobFailure } from '@coffer/shared';
 import { UnsupportedSourceError } from './unsupported-source.js';
 import { errorDest, isErrnoException } from './errno.js';
-import { PathTooLongError } from './path-too-long.js';
+import { PathTooLongError, pathTooLongMessage } from './path-too-long.js';
 
 export interface SnapshotPaths {
   source: string;
@@ -31,12 +31,9 @@ export function toSnapshotFailure(error: unknown, paths: SnapshotPaths, side?: C
   const blamed = side ?? sideOf(error.path, paths);
   switch (code) {
     case 'ENAMETOOLONG':
-      return new JobFailure(
-        'PATH_TOO_LONG',
-        `${error.path ?? paths.source}: a path or name longer than the system allows (${code})`,
-        true,
-        { cause: error },
-      );
+      return new JobFailure('PATH_TOO_LONG', `${pathTooLongMessage(error.path ?? paths.source)} (${code})`, true, {
+        cause: error,
+      });
     case 'ENOSPC':
     case 'EDQUOT':
       // Not permanent: space may be freed (or old snapshots pruned) before a retry.
