@@ -51,6 +51,7 @@ export class LinkRegistry {
           // Possibly right after making the folder: another thread may have made it and registered first.
           return !this.#replaceByRegistered(entry, to);
         } else if (code === 'EMLINK') {
+          // `to` (a previous snapshot's file) has as many names as allowed: it stays, unregistered.
           return true;
         } else {
           throw error;
