@@ -65,7 +65,10 @@ export const jobViewSchema = {
                     type: 'string',
                     description: "The path's raw bytes, base64, when they are not valid UTF-8 (path is then lossy)",
                   },
-                  code: { type: 'string', description: 'ENOENT or EACCES' },
+                  code: {
+                    type: 'string',
+                    description: 'ENOENT (vanished), EACCES (unreadable) or ECHANGED (replaced while it was copied)',
+                  },
                 },
                 required: ['path', 'code'],
               },
