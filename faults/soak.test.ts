@@ -107,7 +107,11 @@ describe('soak: 2,000 jobs while workers are killed at random', () => {
     for (let n = 0; n < SOURCES; n++) {
       const expected = await readFile(join(sources, `s${n}`, 'payload.txt'), 'utf8');
       const folder = join(backups, 'soak', `s${n}`);
-      for (const snapshot of await readdir(folder)) {
+      const entries = await readdir(folder);
+      // Beside the snapshots only Coffer's record of each one: which source it copied.
+      const snapshots = entries.filter((name) => name !== '.coffer');
+      expect((await readdir(join(folder, '.coffer'))).sort()).toEqual(snapshots.map((name) => `${name}.json`).sort());
+      for (const snapshot of snapshots) {
         expect(await readdir(join(folder, snapshot))).toEqual(['payload.txt']);
         expect(await readFile(join(folder, snapshot, 'payload.txt'), 'utf8')).toBe(expected);
         snapshotsChecked += 1;

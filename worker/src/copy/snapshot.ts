@@ -117,8 +117,9 @@ export async function createSnapshot(request: SnapshotRequest): Promise<Snapshot
     // A job cancelled after its last file must not appear as a finished snapshot.
     request.signal?.throwIfAborted();
     if (!(await stillOwned())) throw new AttemptSuperseded(request.jobId);
-    await writeMetadata(folder, name, { source: request.source, jobId: request.jobId });
     await fs.rename(partial, finalPath);
+    // After the rename, so a record never outlives a snapshot that never got its name.
+    await writeMetadata(folder, name, { source: request.source, jobId: request.jobId });
     // Paused between the check and the rename, this attempt may have lost the job meanwhile:
     // then the snapshot is the new owner's to make, not this one's.
     if (!(await stillOwned())) {
