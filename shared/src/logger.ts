@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import { PinoPretty } from 'pino-pretty';
 import type { LogLevel } from './config.js';
 
 /** Paths pino replaces by "[redacted]": credentials must never reach a log line. */
@@ -14,6 +15,16 @@ export const REDACTED_PATHS = [
   '*.redisUrl',
 ];
 
-export function createLogger(name: string, level: LogLevel): Logger {
-  return pino({ name, level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } });
+/**
+ * The process's logger: JSON lines (for log shippers), or readable colour lines when `pretty`,
+ * which defaults to whether standard output is a terminal (a person watching `pnpm start`).
+ */
+export function createLogger(name: string, level: LogLevel, pretty = process.stdout.isTTY === true): Logger {
+  const options = { name, level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } };
+  if (!pretty) return pino(options);
+  // In-process and synchronous, so nothing is lost when the process exits right after a line.
+  return pino(
+    options,
+    PinoPretty({ sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }),
+  );
 }
