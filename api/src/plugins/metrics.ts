@@ -76,7 +76,15 @@ export default fp<{ config: CofferConfig }>(
       {
         // Queue depth and traffic say little, but only to whom METRICS_PUBLIC allows.
         config: { access: config.metricsPublic ? 'public' : ANY_ROLE },
-        schema: { summary: 'Prometheus metrics', tags: ['health'], produces: ['text/plain'] },
+        schema: {
+          operationId: 'getMetrics',
+          summary: 'Prometheus metrics',
+          description:
+            'HTTP latency by route and status, queue depth by state, jobs finished and bytes copied as this API ' +
+            'process saw them, in the Prometheus text format. Public when METRICS_PUBLIC is set.',
+          tags: ['health'],
+          produces: ['text/plain'],
+        },
       },
       async (_request, reply) => {
         reply.header('content-type', registry.contentType);
