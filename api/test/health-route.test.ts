@@ -1,7 +1,9 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { UnrecoverableError, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BACKUP_JOB_NAME, QUEUE_NAME, createRedis, noteCancelled } from '@coffer/shared';
 import { buildApp } from '../src/app.js';
 import { configWith, createOutage, queueBackup, startApi, type ApiHarness } from './helpers.js';
 
@@ -76,6 +78,40 @@ describe('GET /ready', () => {
 });
 
 describe('GET /metrics', () => {
+  it('counts cancelled jobs apart from failed ones, though BullMQ keeps both in its failed set', async () => {
+    const folder = join(api.env.sources, 'data');
+    await mkdir(folder, { recursive: true });
+    const redis = createRedis(api.env.config.redisUrl, 'worker');
+    const worker = new Worker(QUEUE_NAME, null, {
+      connection: redis,
+      prefix: api.env.config.queuePrefix,
+      autorun: false,
+    });
+    try {
+      // What the worker does: fail the job with the reason's code, and note a cancel.
+      const endings = ['CANCELLED: cancelled by request', 'COPY_FAILED: disk on fire', 'CANCELLED: again'];
+      for (const reason of endings) {
+        const added = await api.app.backupQueue.add(
+          BACKUP_JOB_NAME,
+          { source: folder, destination: 'm' },
+          { lifo: true },
+        );
+        const job = await worker.getNextJob('test-token');
+        expect(job?.id).toBe(added.id);
+        await job?.moveToFailed(new UnrecoverableError(reason), 'test-token', false);
+        if (reason.startsWith('CANCELLED')) await noteCancelled(redis, api.env.config.queuePrefix, added.id ?? '', 60);
+      }
+
+      const res = await api.app.inject({ method: 'GET', url: '/metrics' });
+
+      expect(res.body).toMatch(/coffer_queue_jobs\{state="failed"\} 1\b/);
+      expect(res.body).toMatch(/coffer_queue_jobs\{state="cancelled"\} 2\b/);
+    } finally {
+      await worker.close();
+      redis.disconnect();
+    }
+  });
+
   it('serves Prometheus text with request latency, queue depth and finished jobs', async () => {
     const folder = join(api.env.sources, 'data');
     await mkdir(folder, { recursive: true });

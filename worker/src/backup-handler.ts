@@ -33,6 +33,8 @@ export interface BackupHandlerDeps {
   logger: Logger;
   /** Tells whether a cancel was requested before the job reached this worker. */
   isCancelRequested: (jobId: string) => Promise<boolean>;
+  /** Notes that a job ends cancelled (metrics tell it from failed). */
+  noteCancelled: (jobId: string) => Promise<void>;
 }
 
 type Outcome = Failure & { permanent: boolean };
@@ -75,7 +77,13 @@ function createProgressReporter(job: BackupJob, logger: Logger) {
  * Returns the result, or throws so BullMQ retries (plain Error), fails the job
  * for good (UnrecoverableError) or takes it back untouched (WaitingError).
  */
-export function createBackupHandler({ config, outbox, logger: parentLogger, isCancelRequested }: BackupHandlerDeps) {
+export function createBackupHandler({
+  config,
+  outbox,
+  logger: parentLogger,
+  isCancelRequested,
+  noteCancelled,
+}: BackupHandlerDeps) {
   return async function handleBackup(job: BackupJob, token?: string, signal?: AbortSignal): Promise<BackupResult> {
     const jobId = job.id ?? '';
     const logger = parentLogger.child({ jobId });
@@ -181,6 +189,9 @@ export function createBackupHandler({ config, outbox, logger: parentLogger, isCa
       await outbox
         .record([{ ...row, status, code, message }], { code, message })
         .catch((logErr: unknown) => logger.error({ err: logErr }, 'cannot record the failure'));
+      if (status === 'cancelled') {
+        await noteCancelled(jobId).catch((noteErr: unknown) => logger.warn({ err: noteErr }, 'cannot note the cancel'));
+      }
       const reason = encodeFailure(failure);
       throw failure.permanent ? new UnrecoverableError(reason) : new Error(reason);
     }

@@ -9,6 +9,7 @@ import {
   createMysqlPool,
   createRedis,
   isCancelRequested,
+  noteCancelled,
   type BackupJobData,
   type BackupResult,
   type CofferConfig,
@@ -68,6 +69,7 @@ export function startWorker(config: CofferConfig, logger: Logger): RunningWorker
     outbox,
     logger,
     isCancelRequested: (jobId) => isCancelRequested(connection, config.queuePrefix, jobId),
+    noteCancelled: (jobId) => noteCancelled(connection, config.queuePrefix, jobId, config.jobRetentionSeconds),
   });
 
   function createWorker(): Worker<BackupJobData, BackupResult> {

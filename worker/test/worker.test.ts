@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pool } from 'mysql2/promise';
 import { pino } from 'pino';
 import {
+  countCancelledAmongFailed,
   BACKUP_JOB_NAME,
   createBackupQueue,
   createLogRepository,
@@ -162,5 +163,7 @@ describe('backup worker', () => {
     expect(await readdir(join(env.backups, 'cancel-me'))).toEqual([]);
     const job = await queue.getJob(id);
     expect(await job?.getState()).toBe('failed');
+    // In BullMQ's failed set, yet counted apart from the failed jobs.
+    expect(await countCancelledAmongFailed(producer, env.config.queuePrefix, queue.keys.failed ?? '')).toBe(1);
   });
 });

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin';
 import { QueueEvents } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { QUEUE_NAME, createRedis, decodeFailure, type CofferConfig } from '@coffer/shared';
+import { QUEUE_NAME, countCancelledAmongFailed, createRedis, decodeFailure, type CofferConfig } from '@coffer/shared';
 import { ANY_ROLE } from '../auth/roles.js';
 
 const QUEUE_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed'] as const;
@@ -26,7 +26,7 @@ export default fp<{ config: CofferConfig }>(
     });
     new Gauge({
       name: 'coffer_queue_jobs',
-      help: 'Jobs in the queue by BullMQ state',
+      help: "Jobs in the queue by BullMQ state; cancelled jobs (in BullMQ's failed set) apart from failed ones",
       labelNames: ['state'],
       registers: [registry],
       async collect() {
@@ -34,6 +34,10 @@ export default fp<{ config: CofferConfig }>(
         this.reset();
         try {
           const counts = await app.backupQueue.getJobCounts(...QUEUE_STATES);
+          const failedKey = app.backupQueue.keys.failed ?? '';
+          const cancelled = await countCancelledAmongFailed(app.redis, config.queuePrefix, failedKey);
+          counts.failed = Math.max(0, (counts.failed ?? 0) - cancelled);
+          counts.cancelled = cancelled;
           for (const [state, count] of Object.entries(counts)) this.set({ state }, count);
         } catch (err) {
           app.log.warn({ err: (err as Error).message }, 'cannot read queue depth for metrics');
