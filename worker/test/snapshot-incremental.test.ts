@@ -173,6 +173,18 @@ describe('incremental snapshots', () => {
     expect(await sharedFiles(first.path, second.path)).toEqual([]);
   });
 
+  it('links a file whose mtime has nanoseconds, which the copy keeps only to the microsecond', async () => {
+    const notes = path.join(source, 'notes.txt');
+    // Node cannot set nanoseconds; touch can, as any program writing the file may.
+    expect(spawnSync('touch', ['-m', '-d', '@1700000000.123456789', notes]).status).toBe(0);
+    const first = await snapshot();
+
+    const second = await snapshot();
+
+    expect(second.filesLinked).toBe(4);
+    expect(await sharedFiles(first.path, second.path)).toContain('notes.txt');
+  });
+
   it('links a file source that did not change', async () => {
     const file = path.join(source, 'notes.txt');
     const first = await snapshot({ source: file });
