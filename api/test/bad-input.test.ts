@@ -534,6 +534,30 @@ describe('ids with traversal, sent as raw HTTP', () => {
   });
 });
 
+describe('a value outside a fixed set', () => {
+  it.each([
+    [
+      'GET /jobs?status=done',
+      { method: 'GET', url: '/jobs?status=done' },
+      'querystring/status must be one of: queued, active, retrying, completed, failed, cancelled',
+    ],
+    [
+      'GET /logs?status=done',
+      { method: 'GET', url: '/logs?status=done' },
+      'querystring/status must be one of: queued, active, retrying, completed, failed, cancelled, rejected',
+    ],
+    [
+      'POST /tokens with role "root"',
+      { method: 'POST', url: '/tokens', payload: { name: 'would-be-root', role: 'root' } },
+      'body/role must be one of: admin, operator, viewer',
+    ],
+  ] as const)('%s is refused naming the values allowed', async (_case, request, message) => {
+    const error = expectError(await api.app.inject(request), 400, 'VALIDATION_FAILED');
+
+    expect(error.message).toBe(message);
+  });
+});
+
 describe('a root whose name is not ASCII', () => {
   let app: FastifyInstance;
   const nfc = 'donn\u00e9es';

@@ -1,14 +1,26 @@
 import { STATUS_CODES } from 'node:http';
 import fp from 'fastify-plugin';
-import type { FastifyError, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyRequest, FastifySchemaValidationError } from 'fastify';
 import type { CofferConfig } from '@coffer/shared';
 import { FRAMEWORK_CODES, LogUnavailable, QueueUnavailable } from '../errors.js';
 
-function validationMessage(error: FastifyError): string {
-  // Ajv says "must NOT have additional properties" without naming the property.
-  const extra = error.validation?.find((issue) => issue.keyword === 'additionalProperties');
-  const name = (extra?.params as { additionalProperty?: string } | undefined)?.additionalProperty;
-  return name ? `${error.message}: "${name}"` : error.message;
+/** Ajv's words for one issue, plus what they leave out: the property not allowed, the values allowed. */
+function issueMessage({ keyword, params, message }: FastifySchemaValidationError): string {
+  if (keyword === 'enum' && Array.isArray(params.allowedValues)) {
+    const values = (params.allowedValues as unknown[]).map((value) =>
+      typeof value === 'string' ? value : JSON.stringify(value),
+    );
+    return `must be one of: ${values.join(', ')}`;
+  }
+  if (keyword === 'additionalProperties' && typeof params.additionalProperty === 'string') {
+    return `${message ?? 'must NOT have additional properties'}: "${params.additionalProperty}"`;
+  }
+  return message ?? 'is not valid';
+}
+
+/** Each issue as Fastify words it (`querystring/status must …`), in the words above, joined by ", ". */
+function validationMessage(part: string | undefined, issues: FastifySchemaValidationError[]): string {
+  return issues.map((issue) => `${part ?? 'request'}${issue.instancePath} ${issueMessage(issue)}`).join(', ');
 }
 
 function describe(error: FastifyError): { statusCode: number; code: string; message: string } {
@@ -17,7 +29,13 @@ function describe(error: FastifyError): { statusCode: number; code: string; mess
   if (statusCode >= 500 && !(error instanceof QueueUnavailable || error instanceof LogUnavailable)) {
     return { statusCode: 500, code: 'INTERNAL_ERROR', message: 'Internal Server Error' };
   }
-  if (error.validation) return { statusCode, code: 'VALIDATION_FAILED', message: validationMessage(error) };
+  if (error.validation) {
+    return {
+      statusCode,
+      code: 'VALIDATION_FAILED',
+      message: validationMessage(error.validationContext, error.validation),
+    };
+  }
   if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
     return { statusCode, code: 'UNSUPPORTED_MEDIA_TYPE', message: 'Unsupported Media Type: send application/json' };
   }
