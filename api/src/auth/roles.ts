@@ -13,6 +13,11 @@ export const ADMIN_ONLY: readonly Role[] = ['admin'];
 /** Roles that submit and cancel jobs. */
 export const SUBMITTERS: readonly Role[] = ['admin', 'operator'];
 
+/** Who may call a route that declares `access` (or nothing, which fails closed: admins only). */
+export function accessOf(access: Access | undefined): Access {
+  return access ?? ADMIN_ONLY;
+}
+
 /** The token behind a request, once authenticated. */
 export interface Principal {
   /**

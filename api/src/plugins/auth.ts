@@ -2,7 +2,7 @@ import fp from 'fastify-plugin';
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import type { CofferConfig } from '@coffer/shared';
 import { Forbidden, Unauthenticated } from '../errors.js';
-import { ADMIN_ONLY, ANY_ROLE, type Access, type Principal } from '../auth/roles.js';
+import { ANY_ROLE, accessOf, type Access, type Principal } from '../auth/roles.js';
 import { createRevocationList, type RevocationList } from '../auth/revocation-list.js';
 import { CONFIG_ADMIN_NAME } from '../auth/token-admin.js';
 import type { TokenRecord } from '../auth/token-repository.js';
@@ -138,7 +138,7 @@ export default fp<{ config: CofferConfig }>(
     }
 
     app.addHook('onRequest', async (request, reply) => {
-      const access: Access = request.is404 ? ANY_ROLE : (request.routeOptions.config.access ?? ADMIN_ONLY);
+      const access: Access = request.is404 ? ANY_ROLE : accessOf(request.routeOptions.config.access);
       if (access === 'public') return;
       const token = bearerToken(request.headers.authorization);
       if (token === null) {

@@ -1,17 +1,30 @@
 import fp from 'fastify-plugin';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import { accessOf } from '../auth/roles.js';
 
-/** OpenAPI built from the route schemas, served at /docs (UI) and /docs/json. */
+/**
+ * OpenAPI built from the route schemas, served at /docs (UI) and /docs/json. Every route needs
+ * the bearer token unless its `config.access` says `public`: the document's `security` is derived
+ * from that here, for every route registered after this plugin, so it says what authentication
+ * enforces. Register it after the auth plugin, whose hook sets the docs UI's own access.
+ */
 export default fp(
   async (app) => {
+    app.addHook('onRoute', (route) => {
+      if (accessOf(route.config?.access) === 'public') route.schema = { ...route.schema, security: [] };
+    });
     await app.register(swagger, {
       openapi: {
         info: {
           title: 'Coffer',
-          description: 'Backup jobs over HTTP: queue a backup, poll the job, read the log.',
+          description:
+            'Backup jobs over HTTP: queue a backup, poll the job, read the log. ' +
+            'Send a Coffer API token as `Authorization: Bearer <token>` on every operation but those marked otherwise.',
           version: '0.1.0',
+          contact: { name: 'Coffer maintainers' },
         },
+        servers: [{ url: '/', description: 'The Coffer API serving this document' }],
         tags: [
           { name: 'jobs', description: 'Backup jobs' },
           { name: 'logs', description: 'The log of status transitions' },
@@ -29,5 +42,5 @@ export default fp(
     });
     await app.register(swaggerUi, { routePrefix: '/docs' });
   },
-  { name: 'docs' },
+  { name: 'docs', dependencies: ['auth'] },
 );

@@ -79,7 +79,12 @@ const backupRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, {
     {
       config: { access: SUBMITTERS },
       schema: {
+        operationId: 'submitBackup',
         summary: 'Queue a backup of a file or folder',
+        description:
+          'Answers 202 with the job id as soon as the job is queued (Location: /jobs/{id}); a worker then copies the ' +
+          'source into a new dated snapshot under the destination. With an Idempotency-Key (per token), the same request ' +
+          'repeated within a day answers the same job; the key with another body is 422.',
         tags: ['jobs'],
         headers: {
           type: 'object',

@@ -33,6 +33,7 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
     {
       config: { access: ANY_ROLE },
       schema: {
+        operationId: 'getJob',
         summary: 'One job: status, progress, result or error',
         description: "An operator sees only the jobs it submitted; others' are 404, as if unknown.",
         tags: ['jobs'],
@@ -52,6 +53,7 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
     {
       config: { access: ANY_ROLE },
       schema: {
+        operationId: 'listJobs',
         summary: 'Jobs, newest first',
         description: 'An operator sees only the jobs it submitted.',
         tags: ['jobs'],
@@ -87,6 +89,7 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
     {
       config: { access: SUBMITTERS },
       schema: {
+        operationId: 'cancelJob',
         summary: 'Cancel a queued or running job',
         description:
           'A queued job is cancelled at once (200). A running job is asked to stop (202); its copy stops within a second, its partial snapshot is removed and it ends as cancelled.',

@@ -19,6 +19,7 @@ const logRoutes: FastifyPluginAsync = async (app) => {
     {
       config: { access: ANY_ROLE },
       schema: {
+        operationId: 'listLogRows',
         summary: 'Log rows (status transitions), newest first',
         description: 'An operator sees only the rows of its own jobs and requests.',
         tags: ['logs'],

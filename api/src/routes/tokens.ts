@@ -36,7 +36,11 @@ const tokenRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { 
     {
       config: admins,
       schema: {
+        operationId: 'createToken',
         summary: 'Create an API token (admin); the answer is the only time its secret is shown',
+        description:
+          'The token may do what its role allows (admin, operator, viewer); with sourceRoots, it backs up only ' +
+          'inside those folders. Store the secret at once: Coffer keeps only its hash.',
         tags: ['tokens'],
         body: {
           type: 'object',
@@ -83,7 +87,9 @@ const tokenRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { 
     {
       config: admins,
       schema: {
+        operationId: 'listTokens',
         summary: 'Every token, revoked ones too, without secrets (admin)',
+        description: 'Oldest first; the secrets themselves are never stored, so never listed.',
         tags: ['tokens'],
         response: {
           200: { type: 'object', properties: { items: { type: 'array', items: tokenView } }, required: ['items'] },
@@ -99,6 +105,7 @@ const tokenRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { 
     {
       config: admins,
       schema: {
+        operationId: 'revokeToken',
         summary: 'Revoke a token (admin): it stops working at once; its name stays taken',
         description:
           'Recorded in MySQL and in Redis (so API replicas that cannot reach MySQL refuse it too). ' +
