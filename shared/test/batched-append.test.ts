@@ -5,13 +5,13 @@ function entry(n: number): LogEntry {
   return { action: 'backup', parameter: `/srv/${n}`, status: 'queued', jobId: `job-${n}`, attempt: 1, worker: 'test' };
 }
 
-/** A stand-in INSERT that records each call's rows and takes a moment, like a round trip. */
+/** A stand-in INSERT that records each call's rows and, like a round trip, answers on a later turn of the event loop. */
 function recordingAppend(fail?: (rows: readonly LogEntry[]) => boolean) {
   const calls: string[][] = [];
   const append = async (entries: LogEntry | readonly LogEntry[]) => {
     const rows = Array.isArray(entries) ? (entries as readonly LogEntry[]) : [entries as LogEntry];
     calls.push(rows.map((row) => row.jobId ?? ''));
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await new Promise((resolve) => setImmediate(resolve));
     if (fail?.(rows)) throw new Error('insert failed');
   };
   return { calls, append };
