@@ -131,7 +131,7 @@ const tokenRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { 
       );
       if (!record) throw new TokenNotFound(request.params.id);
       app.tokenRevoked(record);
-      request.log.info({ tokenId: record.id, name: record.name, by: principalOf(request).name }, 'token revoked');
+      request.log.info({ tokenId: record.id, tokenName: record.name, by: principalOf(request).name }, 'token revoked');
       return viewOf(record);
     },
   );
