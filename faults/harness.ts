@@ -16,6 +16,9 @@ const ROOT = new URL('..', import.meta.url).pathname;
 export class ManagedProcess {
   child: ChildProcess | null = null;
   readonly output: string[] = [];
+  // Chunks ever received, and those dropped from the front of `output` to bound it.
+  #received = 0;
+  #dropped = 0;
 
   constructor(
     readonly name: string,
@@ -31,7 +34,11 @@ export class ManagedProcess {
     });
     const keep = (chunk: Buffer) => {
       this.output.push(chunk.toString());
-      if (this.output.length > 2000) this.output.splice(0, 1000);
+      this.#received += 1;
+      if (this.output.length > 2000) {
+        this.output.splice(0, 1000);
+        this.#dropped += 1000;
+      }
     };
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
@@ -57,6 +64,16 @@ export class ManagedProcess {
 
   log(): string {
     return this.output.join('');
+  }
+
+  /** A point in the output, for `logSince`. */
+  mark(): number {
+    return this.#received;
+  }
+
+  /** The output received since `mark` (what is still kept of it). */
+  logSince(mark: number): string {
+    return this.output.slice(Math.max(0, mark - this.#dropped)).join('');
   }
 }
 
@@ -295,8 +312,8 @@ export function clusterEnv(
   };
 }
 
-/** Reads the log table straight from the private MariaDB, oldest first. */
-export async function logRows(servers: Servers, jobId?: string): Promise<LogRow[]> {
+/** Runs one statement on the log database of the private MariaDB. */
+async function queryLog<T>(servers: Servers, sql: string, params: unknown[]): Promise<T[]> {
   const { createConnection } = await import('mysql2/promise');
   const connection = await createConnection({
     host: '127.0.0.1',
@@ -305,13 +322,40 @@ export async function logRows(servers: Servers, jobId?: string): Promise<LogRow[
     database: 'coffer',
   });
   try {
-    const [rows] = await connection.query(
-      `SELECT id, status, job_id AS jobId, attempt, worker, code, date FROM log ${jobId ? 'WHERE job_id = ?' : ''} ORDER BY id`,
-      jobId ? [jobId] : [],
-    );
-    return rows as LogRow[];
+    const [rows] = await connection.query(sql, params);
+    return rows as T[];
   } finally {
     await connection.end();
+  }
+}
+
+/** Reads the log table straight from the private MariaDB, oldest first. */
+export async function logRows(servers: Servers, jobId?: string): Promise<LogRow[]> {
+  return queryLog<LogRow>(
+    servers,
+    `SELECT id, status, job_id AS jobId, attempt, worker, code, date FROM log ${jobId ? 'WHERE job_id = ?' : ''} ORDER BY id`,
+    jobId ? [jobId] : [],
+  );
+}
+
+/** How many log rows have one of `statuses`, straight from the private MariaDB. */
+export async function countLogRows(servers: Servers, statuses: readonly string[]): Promise<number> {
+  const [row] = await queryLog<{ n: number | string }>(servers, 'SELECT COUNT(*) AS n FROM log WHERE status IN (?)', [
+    statuses,
+  ]);
+  return Number(row?.n ?? 0);
+}
+
+/** The log rows waiting in the workers' outbox in Redis (MySQL away), oldest first. */
+export async function outboxRows(servers: Servers, prefix = 'coffer'): Promise<{ status: string; jobId?: string }[]> {
+  const { Redis } = await import('ioredis');
+  const redis = new Redis(servers.redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
+  try {
+    await redis.connect();
+    const raw = await redis.lrange(`${prefix}:log-outbox`, 0, -1);
+    return raw.map((item) => JSON.parse(item) as { status: string; jobId?: string });
+  } finally {
+    redis.disconnect();
   }
 }
 
