@@ -75,7 +75,7 @@ afterAll(async () => {
 describe('Coffer end to end: one API, two workers, real Redis and MySQL', () => {
   const sources: string[] = [];
 
-  it('queues backups over HTTP in milliseconds and answers with a job id and its location', async () => {
+  it('queues backups over HTTP, answering at once with a job id and its location', async () => {
     for (let i = 0; i < 12; i++) {
       const source = join(env.sources, `folder-${i}`);
       await mkdir(join(source, 'sub'), { recursive: true });
