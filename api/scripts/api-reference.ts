@@ -187,18 +187,20 @@ interface Group {
   operations: OperationEntry[];
 }
 
+type Unanchored<T> = Omit<T, 'anchor'>;
+
 class Renderer {
   readonly #doc: OpenApiDocument;
   readonly #groups: Group[];
   /** Anchor of each named schema's section. */
   readonly #schemaAnchors = new Map<string, string>();
-  readonly #sectionAnchors: Record<'contents' | 'calling' | 'errors' | 'objects', string>;
+  readonly #sectionAnchors: Record<'calling' | 'errors' | 'objects', string>;
 
   constructor(doc: OpenApiDocument) {
     this.#doc = doc;
     // Anchors are numbered in document order, as GitHub numbers repeated headings.
     const anchors = new Anchors();
-    const contents = anchors.take('Contents');
+    anchors.take('Contents');
     const calling = anchors.take('Calling the API');
     const errors = anchors.take('Errors');
     this.#groups = this.#group().map((group) => ({
@@ -209,7 +211,7 @@ class Renderer {
     const objects = anchors.take('Objects');
     for (const name of Object.keys(doc.components?.schemas ?? {}))
       this.#schemaAnchors.set(name, anchors.take(code(name)));
-    this.#sectionAnchors = { contents, calling, errors, objects };
+    this.#sectionAnchors = { calling, errors, objects };
   }
 
   render(): string {
@@ -235,8 +237,8 @@ class Renderer {
   }
 
   /** Operations by tag, in the order the description lists its tags; untagged ones last. */
-  #group(): Omit<Group, 'anchor'>[] {
-    const all: Omit<OperationEntry, 'anchor'>[] = [];
+  #group(): (Omit<Group, 'anchor' | 'operations'> & { operations: Unanchored<OperationEntry>[] })[] {
+    const all: Unanchored<OperationEntry>[] = [];
     for (const [path, item] of Object.entries(this.#doc.paths)) {
       for (const method of METHODS) {
         const operation = item[method];
@@ -259,7 +261,7 @@ class Renderer {
     ];
     return groups
       .filter((group) => group.operations.length > 0)
-      .map((group) => ({ ...group, title: groupTitle(group.name), operations: group.operations as OperationEntry[] }));
+      .map((group) => ({ ...group, title: groupTitle(group.name) }));
   }
 
   #contents(): string {
@@ -321,10 +323,12 @@ class Renderer {
   }
 
   #errors(): string {
-    const error = this.#refLink({ $ref: `${REF_PREFIX}Error` });
+    const error = this.#doc.components?.schemas?.Error;
+    const fields = Object.keys(asSchema(error?.properties) ?? {}).map((name) => JSON.stringify(name));
+    const shape = [error ? this.#refLink({ $ref: `${REF_PREFIX}Error` }) : undefined, code(`{${fields.join(', ')}}`)];
     return [
-      `Every error answer has one shape${this.#schemaAnchors.has('Error') ? `, ${error}` : ''}: ` +
-        '`{"statusCode", "error", "message", "code"}`. `statusCode` repeats the HTTP status and `error` is its name; ' +
+      `Every error answer has one shape, ${shape.filter(Boolean).join(': ')}. ` +
+        '`statusCode` repeats the HTTP status and `error` is its name; ' +
         '`message` says what went wrong, for people, and may change; `code` is a stable machine-readable code ' +
         '(such as `SOURCE_OUTSIDE_ROOTS`): match on `code`.',
       'Each operation lists the statuses it may answer. The codes behind each status, and when they occur, are ' +
