@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import {
   closeSync,
   existsSync,
@@ -22,6 +22,8 @@ import { copyTree, measureTree, removeTree } from '../src/copy/index.js';
 import { PathTooLongError } from '../src/copy/path-too-long.js';
 
 const OUTSIDE = 'OUTSIDE-SECRET';
+const REPO_ROOT = new URL('../..', import.meta.url).pathname;
+const COPY_MODULE = new URL('../src/copy/index.ts', import.meta.url).pathname;
 const OLD_TIME = new Date('2001-02-03T04:05:06.789Z');
 
 let tmp: string;
@@ -155,6 +157,30 @@ describe('open folders', () => {
     });
     await expect(aborted).rejects.toBe(reason);
     expect(openFiles()).toBeLessThanOrEqual(before);
+  });
+
+  it('leaves no folder handed between threads for Node to close again when a thread ends', async () => {
+    for (let top = 0; top < 24; top += 1) {
+      for (const inner of ['a', 'b', 'c']) fill(path.join(source, `t${top}`, inner), `${top}`);
+    }
+    // Node tracks the files a thread opens and closes those still listed when it ends; a folder
+    // opened on one thread and closed on another stays listed, and its number may by then be
+    // another file's. It warns when such a folder is closed: no warning, no double close.
+    const script = path.join(tmp, 'copy.mts');
+    writeFileSync(
+      script,
+      `import { copyTree } from ${JSON.stringify(COPY_MODULE)};\n` +
+        `const report = await copyTree(process.argv[2], process.argv[3], { threads: 4 });\n` +
+        `console.log(report.files);\n`,
+    );
+
+    const run = spawnSync(process.execPath, ['--import', 'tsx', script, source, target], {
+      cwd: REPO_ROOT,
+      encoding: 'utf8',
+    });
+
+    expect(run.stdout.trim(), run.stderr).toBe(String(24 * 3 * 3));
+    expect(run.stderr).not.toContain('unmanaged mode');
   });
 });
 

@@ -71,7 +71,11 @@ class PooledThread {
   #alive = true;
 
   constructor(entry: URL, onExit: (thread: PooledThread) => void) {
-    this.#worker = new Worker(entry);
+    // A folder opened on one thread may be handed to another, which closes it. Node's tracking
+    // of a thread's fds would close it again when the first thread exits (the idle timeout, a
+    // crash): by then its number may belong to another file or socket of the process. Each
+    // task closes what it opens (or `discardTask` does), so nothing is left for that tracking.
+    this.#worker = new Worker(entry, { trackUnmanagedFds: false });
     this.#worker.on('message', (message: ThreadMessage) => this.#running?.onMessage(message));
     this.#worker.on('error', (error) => {
       this.#alive = false;
