@@ -116,9 +116,25 @@ export const logRowSchema = {
   required: ['id', 'date', 'action', 'parameter', 'status', 'jobId'],
 } as const;
 
+/** What each error status means, for the OpenAPI description (its `code` says exactly why). */
+const ERROR_MEANINGS: Readonly<Record<number, string>> = {
+  400: 'The request is invalid; nothing was done',
+  401: 'No token, or an unknown or revoked one',
+  403: "The token's role (or ownership) does not allow this",
+  404: 'No such job, token or route (or not one this token may see)',
+  409: 'The resource is in a state that does not allow this',
+  413: 'The body is larger than 1 MiB',
+  415: 'The body is not JSON',
+  422: 'The Idempotency-Key was used with another body',
+  429: 'Over the rate limit; Retry-After says when to retry',
+  503: 'Redis or MySQL did not answer in time; try again shortly',
+};
+
 /** Error responses a route may give, by status, for the OpenAPI description. */
-export function errorResponses(...statuses: number[]): Record<number, { $ref: string }> {
-  return Object.fromEntries(statuses.map((status) => [status, { $ref: 'Error#' }]));
+export function errorResponses(...statuses: number[]): Record<number, { description: string; $ref: string }> {
+  return Object.fromEntries(
+    statuses.map((status) => [status, { description: ERROR_MEANINGS[status] ?? 'An error', $ref: 'Error#' }]),
+  );
 }
 
 /** `limit` and `cursor` query parameters for a list route. */
