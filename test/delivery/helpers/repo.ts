@@ -41,6 +41,11 @@ export function run(
     const timer =
       options.timeoutMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), options.timeoutMs);
     child.on('error', reject);
+    // A command may end without reading its input (most never read it): its exit tells how it
+    // went, not the write it left unread (EPIPE, when it ends first, as it may on a loaded machine).
+    child.stdin.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') reject(error);
+    });
     child.on('close', (code, signal) => {
       if (timer) clearTimeout(timer);
       resolvePromise({ code, signal, stdout, stderr });
