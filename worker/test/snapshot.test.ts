@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { JobFailure } from '@coffer/shared';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   AttemptSuperseded,
   createSnapshot,
@@ -234,6 +234,68 @@ describe('createSnapshot with two attempts of one job', () => {
     expect(won.files).toBe(3003);
     expect((await fs.readdir(folder())).sort()).toEqual(['.coffer', path.basename(won.path)]);
   });
+});
+
+describe('createSnapshot when its process dies while removing a snapshot', () => {
+  const folder = () => path.join(backupRoot, 'projects', 'alpha');
+
+  /** Lets `fs.rm` through but for its `nth` call on a path naming `name`: there the process "dies" (the call fails). */
+  function dieAtRemoval(name: string, nth: number): void {
+    const rm = fs.rm.bind(fs);
+    let calls = 0;
+    vi.spyOn(fs, 'rm').mockImplementation(async (target, options) => {
+      if (String(target).includes(name) && (calls += 1) === nth) throw new Error('killed here');
+      return rm(target, options);
+    });
+  }
+
+  /** Coffer's records in the folder, and the snapshots they should describe, one each. */
+  async function recordsAndSnapshots(): Promise<{ records: string[]; snapshots: string[] }> {
+    const entries = await fs.readdir(folder());
+    const records = entries.includes('.coffer') ? await fs.readdir(path.join(folder(), '.coffer')) : [];
+    const snapshots = entries.filter((entry) => entry !== '.coffer').map((entry) => `${entry}.json`);
+    return { records: records.sort(), snapshots: snapshots.sort() };
+  }
+
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  it.each([1, 2])(
+    'leaves no record without its snapshot when a re-run dies at step %i of removing the snapshot of an earlier attempt',
+    async (step) => {
+      const plain = path.join(tmp, 'plain');
+      await fs.mkdir(plain);
+      await fs.writeFile(path.join(plain, 'a.txt'), 'a');
+      const earlier = await createSnapshot(request({ source: plain, attempt: 'a', startedAt: new Date(0) }));
+      dieAtRemoval(path.basename(earlier.path), step);
+
+      await expect(createSnapshot(request({ source: plain, attempt: 'b' }))).rejects.toThrow('killed here');
+      vi.restoreAllMocks();
+      const last = await createSnapshot(request({ source: plain, attempt: 'c' }));
+
+      const { records, snapshots } = await recordsAndSnapshots();
+      expect(records).toEqual(snapshots);
+      expect(snapshots).toEqual([`${path.basename(last.path)}.json`]);
+    },
+  );
+
+  it.each([1, 2])(
+    'leaves no record without its snapshot when an attempt that lost the job dies at step %i of taking it back',
+    async (step) => {
+      let checks = 0;
+      dieAtRemoval(snapshotName(STARTED_AT, 'job-42'), step);
+
+      // What it rejects with does not matter: a process that died there says nothing more.
+      await expect(
+        createSnapshot(request({ attempt: 'a', stillOwned: async () => (checks += 1) === 1 })),
+      ).rejects.toThrow();
+      expect(checks).toBe(2);
+
+      const { records, snapshots } = await recordsAndSnapshots();
+      for (const record of records) expect(snapshots).toContain(record);
+    },
+  );
 });
 
 describe('createSnapshot destinations', () => {

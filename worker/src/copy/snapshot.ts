@@ -123,8 +123,8 @@ export async function createSnapshot(request: SnapshotRequest): Promise<Snapshot
     // Paused between the check and the rename, this attempt may have lost the job meanwhile:
     // then the snapshot is the new owner's to make, not this one's.
     if (!(await stillOwned())) {
-      await discard(finalPath);
       await fs.rm(metadataPath(folder, name), { force: true });
+      await discard(finalPath);
       throw new AttemptSuperseded(request.jobId);
     }
     return { ...report, path: finalPath, durationMs: Math.round(performance.now() - started) };
@@ -160,8 +160,11 @@ async function prepareFolder(folder: string, jobId: string, source: string): Pro
     }
   }
   for (const leftover of leftovers) {
-    await removeTree(path.join(folder, leftover));
+    // The record before its folder, as it is written after: an attempt that dies in between
+    // leaves a folder named after this job, which the next attempt removes, never a record
+    // of a folder that no longer exists (which no later attempt would find to remove).
     await fs.rm(metadataPath(folder, leftover), { force: true });
+    await removeTree(path.join(folder, leftover));
   }
   // The names start with a sortable UTC timestamp: newest first.
   for (const name of snapshots.sort().reverse()) {
