@@ -21,6 +21,28 @@ export default tseslint.config(
     },
   },
   {
+    // The copy engine runs on worker threads and in tests without any service: it must not
+    // load the queue, Redis or MySQL clients, not even through the @coffer/shared barrel.
+    files: ['worker/src/copy/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            {
+              name: '@coffer/shared',
+              message: 'Import a pure subpath (@coffer/shared/failure, …) instead of the barrel.',
+            },
+            { name: 'bullmq', message: 'The copy engine knows nothing of the queue.' },
+            { name: 'ioredis', message: 'The copy engine knows nothing of Redis.' },
+            { name: 'mysql2', message: 'The copy engine knows nothing of MySQL.' },
+          ],
+          patterns: [{ group: ['mysql2/*', 'bullmq/*'], message: 'The copy engine knows nothing of the services.' }],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
   },

@@ -6,7 +6,7 @@ import {
   effectiveRoots,
   encodeFailure,
   type BackupJobData,
-  type BackupProgress,
+  type JobProgress,
   type BackupResult,
   type CofferConfig,
   type Failure,
@@ -52,7 +52,7 @@ function attemptTag(token: string | undefined, attempt: number): string {
 }
 
 function createProgressReporter(job: BackupJob, logger: Logger) {
-  const progress: BackupProgress = { files: 0, filesTotal: 0, bytes: 0, bytesTotal: 0 };
+  const progress: JobProgress = { files: 0, filesTotal: 0, bytes: 0, bytesTotal: 0 };
   let lastSent = 0;
   const send = () => {
     lastSent = Date.now();

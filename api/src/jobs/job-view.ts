@@ -4,7 +4,7 @@ import {
   isTerminal,
   statusFromQueueState,
   type BackupJobData,
-  type BackupProgress,
+  type JobProgress,
   type BackupResult,
   type Failure,
   type JobStatus,
@@ -18,7 +18,7 @@ export interface JobView {
   source: string;
   destination: string;
   attempts: number;
-  progress: BackupProgress;
+  progress: JobProgress;
   result?: BackupResult | Pick<BackupResult, 'path' | 'files' | 'bytes' | 'durationMs'>;
   error?: Failure | { code: string; message: string };
   createdAt: string;
@@ -28,18 +28,18 @@ export interface JobView {
   actor: string | null;
 }
 
-const NO_PROGRESS: BackupProgress = { files: 0, filesTotal: 0, bytes: 0, bytesTotal: 0 };
+const NO_PROGRESS: JobProgress = { files: 0, filesTotal: 0, bytes: 0, bytesTotal: 0 };
 
 function iso(ms: number | undefined | null): string | null {
   return ms ? new Date(ms).toISOString() : null;
 }
 
-function progressOf(value: unknown): BackupProgress {
-  if (value && typeof value === 'object' && 'files' in value) return { ...NO_PROGRESS, ...(value as BackupProgress) };
+function progressOf(value: unknown): JobProgress {
+  if (value && typeof value === 'object' && 'files' in value) return { ...NO_PROGRESS, ...(value as JobProgress) };
   return NO_PROGRESS;
 }
 
-function finalProgress(result: { files: number; bytes: number }): BackupProgress {
+function finalProgress(result: { files: number; bytes: number }): JobProgress {
   return { files: result.files, filesTotal: result.files, bytes: result.bytes, bytesTotal: result.bytes };
 }
 

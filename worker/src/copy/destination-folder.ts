@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { JobFailure, checkDestination } from '@coffer/shared';
+import { JobFailure } from '@coffer/shared/failure';
+import { checkDestination } from '@coffer/shared/path-policy';
 import { errorCode } from './errno.js';
 import { toSnapshotFailure } from './snapshot-failure.js';
 

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { JobFailure } from '@coffer/shared';
+import { JobFailure } from '@coffer/shared/failure';
 import { UnsupportedSourceError } from './unsupported-source.js';
 import { errorDest, isErrnoException } from './errno.js';
 import { PathTooLongError, pathTooLongMessage } from './path-too-long.js';

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { JobFailure } from '@coffer/shared';
+import { JobFailure } from '@coffer/shared/failure';
 import { copyTree, type CopyOptions, type CopyReport } from './copy-tree.js';
 import { openDestinationFolder } from './destination-folder.js';
 import { errorCode } from './errno.js';
