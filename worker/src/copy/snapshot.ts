@@ -6,6 +6,7 @@ import { copyTree, type CopyOptions, type CopyReport } from './copy-tree.js';
 import { openDestinationFolder } from './destination-folder.js';
 import { errorCode } from './errno.js';
 import { removeTree } from './remove-tree.js';
+import { METADATA_FOLDER } from './manifest-file.js';
 import { toSnapshotFailure, type SnapshotPaths } from './snapshot-failure.js';
 
 export interface SnapshotRequest {
@@ -68,7 +69,6 @@ const PARTIAL_PREFIX = '.partial-';
 // Job ids never hold '+', so `.partial-<id>+…` belongs to exactly one job.
 const ATTEMPT_SEPARATOR = '+';
 /** Coffer's own files about the snapshots of a destination folder (never inside a snapshot). */
-const METADATA_FOLDER = '.coffer';
 
 /** What Coffer records beside each snapshot, in `<folder>/.coffer/<snapshot name>.json`. */
 interface SnapshotMetadata {
