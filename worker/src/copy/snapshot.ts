@@ -68,7 +68,6 @@ const SNAPSHOT_NAME = /^\d{8}T\d{6}\.\d{3}Z-(.+)$/;
 const PARTIAL_PREFIX = '.partial-';
 // Job ids never hold '+', so `.partial-<id>+…` belongs to exactly one job.
 const ATTEMPT_SEPARATOR = '+';
-/** Coffer's own files about the snapshots of a destination folder (never inside a snapshot). */
 
 /** What Coffer records beside each snapshot, in `<folder>/.coffer/<snapshot name>.json`. */
 interface SnapshotMetadata {
