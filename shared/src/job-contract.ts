@@ -178,8 +178,14 @@ export const ManifestEntrySchema = Type.Object({
   mode: Type.Integer({ minimum: 0 }),
   /** Modification time in milliseconds since the epoch, with its fraction (microseconds kept). */
   mtime: Type.Number(),
-  /** Files only: lowercase hex SHA-256 of the contents. */
+  /** Files only: lowercase hex SHA-256 of the contents (absent only with `noData`). */
   sha256: Type.Optional(Type.String()),
+  /**
+   * Files only: the file holds no data at all, only a hole of `size` bytes (`truncate -s 10T`),
+   * and is too large to hash its zeros in reasonable time (over 1 GiB); it is checked by its
+   * size and by holding no blocks.
+   */
+  noData: Type.Optional(Type.Boolean()),
   /** Links only: the link's target text (and its bytes in base64 when not valid UTF-8). */
   target: Type.Optional(Type.String()),
   targetBase64: Type.Optional(Type.String()),
