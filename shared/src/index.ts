@@ -11,3 +11,4 @@ export * from './redis.js';
 export * from './cancel.js';
 export * from './log-outbox.js';
 export * from './batched-append.js';
+export * from './snapshot-catalog.js';

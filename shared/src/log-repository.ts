@@ -1,5 +1,7 @@
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import type { JobKind } from './job-contract.js';
 import { isTerminal, type JobStatus } from './job.js';
+import { applyCatalogChanges, type CatalogChange } from './snapshot-catalog.js';
 
 type SqlValue = string | number | Date | null;
 
@@ -7,8 +9,9 @@ export type LogStatus = JobStatus | 'rejected';
 
 /** One status transition as written; the database adds `id`. */
 export interface LogEntry {
-  action: 'backup';
-  /** The source path as requested. */
+  /** The kind of job; every row of a job has the same. */
+  action: JobKind;
+  /** What the job acts on: a backup's source path as requested, a restore's target, … */
   parameter: string;
   status: LogStatus;
   jobId: string | null;
@@ -19,6 +22,8 @@ export interface LogEntry {
   code?: string | null;
   destination?: string | null;
   snapshot?: string | null;
+  /** The snapshot a restore or verify job reads (its id: the id of the backup that made it). */
+  snapshotId?: string | null;
   files?: number | null;
   bytes?: number | null;
   durationMs?: number | null;
@@ -26,9 +31,14 @@ export interface LogEntry {
   actor?: string | null;
   /** When it happened (default: now). Rows that waited in the outbox keep their own time. */
   date?: Date | string;
+  /**
+   * The catalog change this transition makes (a completed backup's snapshot, a verification's
+   * outcome), written in the same transaction as the row, and only if the row is in the log.
+   */
+  catalog?: CatalogChange;
 }
 
-export interface LogRow extends Required<LogEntry> {
+export interface LogRow extends Required<Omit<LogEntry, 'catalog'>> {
   id: number;
   date: Date;
 }
@@ -42,6 +52,16 @@ export interface LogQuery {
   cursor?: number;
   limit: number;
   /** Only rows recorded for this token name. */
+  actor?: string;
+}
+
+export interface JobIdQuery {
+  status?: JobStatus;
+  kind?: JobKind;
+  /** Jobs queued before this `queued` row id (the previous page's `nextCursor`). */
+  cursor?: number;
+  limit: number;
+  /** Only jobs this token submitted. */
   actor?: string;
 }
 
@@ -61,6 +81,7 @@ const COLUMNS = [
   'code',
   'destination',
   'snapshot',
+  'snapshot_id',
   'files',
   'bytes',
   'duration_ms',
@@ -86,6 +107,7 @@ function values(entry: LogEntry): SqlValue[] {
     entry.code ?? null,
     entry.destination ?? null,
     entry.snapshot ?? null,
+    entry.snapshotId ?? null,
     entry.files ?? null,
     entry.bytes ?? null,
     entry.durationMs ?? null,
@@ -99,12 +121,13 @@ function values(entry: LogEntry): SqlValue[] {
 // highest whatever order concurrent writers commit in: the row id, plus TERMINAL_SEQ for a
 // terminal row, which so outranks every other (ids stay far below 2^52).
 const TERMINAL_SEQ = 2 ** 52;
-const UPSERT_JOB_STATUS_PREFIX = 'INSERT INTO job_status (job_id, status, status_seq, queued_id, actor) VALUES ';
+const UPSERT_JOB_STATUS_PREFIX = 'INSERT INTO job_status (job_id, status, status_seq, queued_id, actor, kind) VALUES ';
 const UPSERT_JOB_STATUS_SUFFIX =
   ' ON DUPLICATE KEY UPDATE' +
   ' status = IF(VALUES(status_seq) > status_seq, VALUES(status), status),' +
   ' status_seq = GREATEST(status_seq, VALUES(status_seq)),' +
   ' actor = IF(VALUES(queued_id) IS NULL, actor, VALUES(actor)),' +
+  ' kind = IF(VALUES(queued_id) IS NULL, kind, VALUES(kind)),' +
   ' queued_id = COALESCE(VALUES(queued_id), queued_id)';
 
 const ER_LOCK_DEADLOCK = 1213;
@@ -116,6 +139,7 @@ interface JobStatusRow {
   seq: number;
   queuedId: number | null;
   actor: string | null;
+  kind: string;
 }
 
 /** The job_status rows the given log rows (every row of those jobs) call for. */
@@ -125,11 +149,13 @@ function jobStatuses(rows: readonly RowDataPacket[]): JobStatusRow[] {
     const jobId = String(row.job_id);
     const id = Number(row.id);
     const status = String(row.status);
+    const kind = String(row.action);
     const seq = id + (isTerminal(status) ? TERMINAL_SEQ : 0);
-    const job = byJob.get(jobId) ?? { jobId, status, seq, queuedId: null, actor: null };
+    // Until the queued row is seen, the kind is any row's: a job's rows all have the same action.
+    const job = byJob.get(jobId) ?? { jobId, status, seq, queuedId: null, actor: null, kind };
     if (seq >= job.seq) Object.assign(job, { status, seq });
     if (status === 'queued' && (job.queuedId === null || id < job.queuedId)) {
-      Object.assign(job, { queuedId: id, actor: (row.actor as string | null) ?? null });
+      Object.assign(job, { queuedId: id, actor: (row.actor as string | null) ?? null, kind });
     }
     byJob.set(jobId, job);
   }
@@ -137,21 +163,44 @@ function jobStatuses(rows: readonly RowDataPacket[]): JobStatusRow[] {
   return [...byJob.values()].sort((a, b) => (a.jobId < b.jobId ? -1 : a.jobId > b.jobId ? 1 : 0));
 }
 
-/**
- * Brings job_status in step with the log for these jobs, inside the caller's transaction.
- * It reads every row of the jobs (its own included) and keeps the highest `status_seq`, so
- * a concurrent writer that sees other rows cannot undo it.
- */
-async function refreshJobStatus(connection: PoolConnection, jobIds: readonly string[]): Promise<void> {
+/** Every row of these jobs, their own just inserted included, inside the caller's transaction. */
+async function jobRows(connection: PoolConnection, jobIds: readonly string[]): Promise<RowDataPacket[]> {
+  if (jobIds.length === 0) return [];
   const [rows] = await connection.query<RowDataPacket[]>(
-    'SELECT id, job_id, status, actor FROM log WHERE job_id IN (?)',
+    'SELECT id, job_id, attempt, status, action, actor FROM log WHERE job_id IN (?)',
     [jobIds],
   );
+  return rows;
+}
+
+/**
+ * Brings job_status in step with the log for the jobs of `rows` (every row of those jobs),
+ * inside the caller's transaction. It keeps the highest `status_seq`, so a concurrent writer
+ * that sees other rows cannot undo it.
+ */
+async function refreshJobStatus(connection: PoolConnection, rows: readonly RowDataPacket[]): Promise<void> {
   const statuses = jobStatuses(rows);
   if (statuses.length === 0) return;
   await connection.query(
-    UPSERT_JOB_STATUS_PREFIX + statuses.map(() => '(?, ?, ?, ?, ?)').join(', ') + UPSERT_JOB_STATUS_SUFFIX,
-    statuses.flatMap((job) => [job.jobId, job.status, job.seq, job.queuedId, job.actor]),
+    UPSERT_JOB_STATUS_PREFIX + statuses.map(() => '(?, ?, ?, ?, ?, ?)').join(', ') + UPSERT_JOB_STATUS_SUFFIX,
+    statuses.flatMap((job) => [job.jobId, job.status, job.seq, job.queuedId, job.actor, job.kind]),
+  );
+}
+
+const transitionKey = (jobId: unknown, attempt: unknown, status: unknown) =>
+  JSON.stringify([String(jobId), attempt === null ? null : Number(attempt), String(status)]);
+
+/**
+ * The catalog changes of the entries whose transition the log holds: one delivered again
+ * still counts (its row is there), one the log refused (a second terminal row of a job) does not.
+ */
+function recordedChanges(entries: readonly LogEntry[], rows: readonly RowDataPacket[]): CatalogChange[] {
+  const inLog = new Set(rows.map((row) => transitionKey(row.job_id, row.attempt, row.status)));
+  return entries.flatMap((entry) =>
+    entry.catalog !== undefined &&
+    (entry.jobId === null || inLog.has(transitionKey(entry.jobId, entry.attempt, entry.status)))
+      ? [entry.catalog]
+      : [],
   );
 }
 
@@ -178,7 +227,7 @@ function toRow(raw: RowDataPacket): LogRow {
   return {
     id: Number(raw.id),
     date: raw.date as Date,
-    action: raw.action as 'backup',
+    action: raw.action as JobKind,
     parameter: raw.parameter as string,
     status: raw.status as LogStatus,
     jobId: raw.job_id as string | null,
@@ -188,6 +237,7 @@ function toRow(raw: RowDataPacket): LogRow {
     code: raw.code as string | null,
     destination: raw.destination as string | null,
     snapshot: raw.snapshot as string | null,
+    snapshotId: (raw.snapshot_id as string | null | undefined) ?? null,
     files: raw.files === null ? null : Number(raw.files),
     bytes: raw.bytes === null ? null : Number(raw.bytes),
     durationMs: raw.duration_ms === null ? null : Number(raw.duration_ms),
@@ -205,22 +255,25 @@ function pageOf<T extends { id: number }>(rows: T[], limit: number): Page<T> {
 export function createLogRepository(pool: Pool) {
   return {
     /**
-     * Appends transitions in one INSERT, in the given order, and brings their jobs' rows of
-     * job_status in step in the same transaction.
+     * Appends transitions in one INSERT, in the given order, and in the same transaction brings
+     * their jobs' rows of job_status in step and applies their catalog changes. Appending the
+     * same entries again changes nothing.
      */
     async append(entries: LogEntry | readonly LogEntry[]): Promise<void> {
       const list: readonly LogEntry[] = Array.isArray(entries) ? entries : [entries as LogEntry];
       if (list.length === 0) return;
       const sql = INSERT_PREFIX + list.map(() => ROW_PLACEHOLDERS).join(', ') + INSERT_SUFFIX;
       const jobIds = [...new Set(list.flatMap((entry) => (entry.jobId === null ? [] : [entry.jobId])))];
-      if (jobIds.length === 0) {
-        // `rejected` rows only: no job to keep in step.
+      if (jobIds.length === 0 && list.every((entry) => entry.catalog === undefined)) {
+        // `rejected` rows only: nothing to keep in step.
         await pool.execute<ResultSetHeader>(sql, list.flatMap(values));
         return;
       }
       await inTransaction(pool, async (connection) => {
         await connection.execute<ResultSetHeader>(sql, list.flatMap(values));
-        await refreshJobStatus(connection, jobIds);
+        const rows = await jobRows(connection, jobIds);
+        await refreshJobStatus(connection, rows);
+        await applyCatalogChanges(connection, recordedChanges(list, rows));
       });
     },
 
@@ -279,23 +332,27 @@ export function createLogRepository(pool: Pool) {
     /**
      * Job ids, newest first, by their `queued` row; with `status`, only jobs in that status
      * (the terminal one once they have one, else their latest transition's, as their view
-     * says; read from job_status); with `actor`, only jobs that token submitted.
-     * The cursor is the `queued` row's id.
+     * says; read from job_status); with `kind`, only jobs of that kind; with `actor`, only
+     * jobs that token submitted. The cursor is the `queued` row's id.
      */
-    async jobIds(filter: {
-      status?: JobStatus;
-      cursor?: number;
-      limit: number;
-      actor?: string;
-    }): Promise<Page<{ id: number; jobId: string }>> {
+    async jobIds(filter: JobIdQuery): Promise<Page<{ id: number; jobId: string }>> {
       const params: SqlValue[] = [];
       let sql: string;
       if (filter.status === undefined) {
         sql = "SELECT id, job_id FROM log WHERE status = 'queued'";
+        if (filter.kind !== undefined) {
+          sql += ' AND action = ?';
+          params.push(filter.kind);
+        }
       } else {
-        // Served by job_status_status (status, queued_id) or job_status_actor (actor, status, queued_id).
+        // Served by job_status_status (status, queued_id) or job_status_actor (actor, status, queued_id),
+        // with a kind by job_status_kind (kind, status, queued_id) or job_status_actor_kind.
         sql = 'SELECT queued_id AS id, job_id FROM job_status WHERE status = ? AND queued_id IS NOT NULL';
         params.push(filter.status);
+        if (filter.kind !== undefined) {
+          sql += ' AND kind = ?';
+          params.push(filter.kind);
+        }
       }
       const order = filter.status === undefined ? 'id' : 'queued_id';
       if (filter.cursor !== undefined) {

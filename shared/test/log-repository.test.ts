@@ -161,6 +161,39 @@ describe('log repository', () => {
     );
   });
 
+  it('lists jobs of one kind, with or without a status, by the action of their queued row', async () => {
+    const backup = randomUUID();
+    const verify = randomUUID();
+    const restore = randomUUID();
+    await repo.append([
+      entry(backup, 'queued'),
+      { ...entry(verify, 'queued'), action: 'verify', snapshotId: backup },
+      { ...entry(restore, 'queued'), action: 'restore', snapshotId: backup, actor: 'ops' },
+    ]);
+    await repo.append([{ ...entry(verify, 'active'), action: 'verify', snapshotId: backup }]);
+    const ids = async (filter: Omit<Parameters<LogRepository['jobIds']>[0], 'limit'>) =>
+      (await repo.jobIds({ ...filter, limit: 100 })).items.map((item) => item.jobId);
+
+    expect(await ids({ kind: 'verify' })).toContain(verify);
+    expect(await ids({ kind: 'verify' })).not.toContain(backup);
+    expect(await ids({ kind: 'verify', status: 'active' })).toEqual([verify]);
+    expect(await ids({ kind: 'verify', status: 'queued' })).not.toContain(verify);
+    expect(await ids({ kind: 'backup', status: 'queued' })).toContain(backup);
+    expect(await ids({ kind: 'backup', status: 'queued' })).not.toContain(restore);
+    expect(await ids({ kind: 'restore', status: 'queued', actor: 'ops' })).toEqual([restore]);
+    expect(await ids({ kind: 'restore', actor: 'other' })).toEqual([]);
+    expect((await repo.history(verify))[0]).toMatchObject({ action: 'verify', snapshotId: backup });
+  });
+
+  it('keeps the kind of a job whose later rows reached the log before its queued row', async () => {
+    const id = randomUUID();
+    await repo.append({ ...entry(id, 'active'), action: 'prune' });
+    await repo.append({ ...entry(id, 'queued'), action: 'prune' });
+    const [rows] = await pool.query<RowDataPacket[]>('SELECT kind FROM job_status WHERE job_id = ?', [id]);
+    expect(rows[0]?.kind).toBe('prune');
+    expect((await repo.jobIds({ kind: 'prune', limit: 10 })).items.map((item) => item.jobId)).toEqual([id]);
+  });
+
   it('returns histories of several jobs grouped, unknown ones empty', async () => {
     const id = randomUUID();
     await repo.append(entry(id, 'queued'));
