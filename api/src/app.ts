@@ -6,6 +6,7 @@ import auth from './plugins/auth.js';
 import destinationStore from './plugins/destination-store.js';
 import docs from './plugins/docs.js';
 import errors from './plugins/errors.js';
+import jobSubmitter from './plugins/job-submitter.js';
 import logStore from './plugins/log-store.js';
 import metrics from './plugins/metrics.js';
 import mysql from './plugins/mysql.js';
@@ -17,7 +18,9 @@ import backupRoutes from './routes/backup.js';
 import healthRoutes from './routes/health.js';
 import jobRoutes from './routes/jobs.js';
 import logRoutes from './routes/logs.js';
+import restoreRoutes from './routes/restore.js';
 import tokenRoutes from './routes/tokens.js';
+import verifyRoutes from './routes/verify.js';
 import { errorSchema, jobViewSchema, logRowSchema } from './schemas.js';
 import { wellFormedStrings } from './well-formed.js';
 
@@ -101,7 +104,10 @@ export async function buildApp({ config, logger, https }: AppOptions): Promise<F
   await app.register(docs);
   await app.register(metrics, { config });
   await app.register(healthRoutes);
+  await app.register(jobSubmitter, { config });
   await app.register(backupRoutes, { config });
+  await app.register(restoreRoutes, { config });
+  await app.register(verifyRoutes);
   await app.register(jobRoutes, { config });
   await app.register(logRoutes);
   await app.register(tokenRoutes, { config });

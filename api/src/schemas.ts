@@ -1,4 +1,15 @@
-import { JOB_STATUSES } from '@coffer/shared';
+import {
+  BackupResultSchema,
+  JOB_KINDS,
+  JOB_STATUSES,
+  PruneResultSchema,
+  RestoreResultSchema,
+  SnapshotProblemSchema,
+  VerifyResultSchema,
+} from '@coffer/shared';
+
+/** A job id (also a snapshot's): ours are UUIDs; letters, digits, `_` and `-`. */
+export const jobIdSchema = { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } as const;
 
 const isoDate = { type: 'string', format: 'date-time' } as const;
 const nullableIsoDate = { type: ['string', 'null'], format: 'date-time' } as const;
@@ -20,9 +31,15 @@ export const jobViewSchema = {
   type: 'object',
   properties: {
     id: { type: 'string' },
+    kind: { type: 'string', enum: JOB_KINDS },
     status: { type: 'string', enum: JOB_STATUSES },
-    source: { type: 'string' },
+    source: {
+      type: 'string',
+      description: "What a backup copies; for a restore or verify, the snapshot's source (when known)",
+    },
     destination: { type: 'string' },
+    snapshot: { type: 'string', description: 'The snapshot a restore or verify reads' },
+    target: { type: 'string', description: 'Where a restore writes' },
     attempts: { type: 'integer', description: 'Attempts started so far' },
     progress: {
       type: 'object',
@@ -35,53 +52,20 @@ export const jobViewSchema = {
       required: ['files', 'filesTotal', 'bytes', 'bytesTotal'],
     },
     result: {
-      type: 'object',
-      properties: {
-        path: { type: 'string' },
-        files: { type: 'integer' },
-        bytes: { type: 'integer' },
-        durationMs: { type: 'integer' },
-        dirs: { type: 'integer' },
-        links: { type: 'integer' },
-        skipped: { type: 'integer', description: 'Sockets, FIFOs and devices not copied' },
-        filesLinked: {
-          type: 'integer',
-          description: 'Of files, those hard-linked from the previous snapshot because they had not changed',
-        },
-        bytesLinked: { type: 'integer', description: 'Their bytes, stored once for both snapshots' },
-        warnings: {
-          type: 'object',
-          description: 'Entries that vanished or could not be read during the copy, left out',
-          properties: {
-            count: { type: 'integer' },
-            items: {
-              type: 'array',
-              description: 'The first 100',
-              items: {
-                type: 'object',
-                properties: {
-                  path: { type: 'string', description: 'Relative to the source' },
-                  pathBase64: {
-                    type: 'string',
-                    description: "The path's raw bytes, base64, when they are not valid UTF-8 (path is then lossy)",
-                  },
-                  code: {
-                    type: 'string',
-                    description: 'ENOENT (vanished), EACCES (unreadable) or ECHANGED (replaced while it was copied)',
-                  },
-                },
-                required: ['path', 'code'],
-              },
-            },
-          },
-          required: ['count', 'items'],
-        },
-      },
-      required: ['path', 'files', 'bytes', 'durationMs'],
+      description: "Once completed: the kind's result (a backup's snapshot, a restore's target, a verify's totals)",
+      anyOf: [BackupResultSchema, RestoreResultSchema, VerifyResultSchema, PruneResultSchema],
     },
     error: {
       type: 'object',
-      properties: { code: { type: 'string' }, message: { type: 'string' } },
+      properties: {
+        code: { type: 'string' },
+        message: { type: 'string' },
+        problems: {
+          type: 'array',
+          description: 'With SNAPSHOT_DAMAGED: the first 100 entries that do not match the manifest',
+          items: SnapshotProblemSchema,
+        },
+      },
       required: ['code', 'message'],
     },
     createdAt: isoDate,
@@ -89,7 +73,7 @@ export const jobViewSchema = {
     finishedAt: nullableIsoDate,
     actor: { type: ['string', 'null'], description: 'Name of the token that submitted the job' },
   },
-  required: ['id', 'status', 'source', 'destination', 'attempts', 'progress', 'createdAt', 'startedAt', 'finishedAt'],
+  required: ['id', 'kind', 'status', 'destination', 'attempts', 'progress', 'createdAt', 'startedAt', 'finishedAt'],
 } as const;
 
 export const logRowSchema = {
@@ -98,7 +82,7 @@ export const logRowSchema = {
   properties: {
     id: { type: 'integer' },
     date: isoDate,
-    action: { type: 'string' },
+    action: { type: 'string', description: 'The kind of job: backup, restore, verify or prune' },
     parameter: { type: 'string' },
     status: { type: 'string' },
     jobId: { type: ['string', 'null'] },
@@ -108,6 +92,7 @@ export const logRowSchema = {
     code: { type: ['string', 'null'] },
     destination: { type: ['string', 'null'] },
     snapshot: { type: ['string', 'null'] },
+    snapshotId: { type: ['string', 'null'], description: 'The snapshot a restore or verify reads' },
     files: { type: ['integer', 'null'] },
     bytes: { type: ['integer', 'null'] },
     durationMs: { type: ['integer', 'null'] },

@@ -15,6 +15,7 @@ import {
   startApi,
   type ApiHarness,
   type StoredLogRow,
+  queuedBackup,
 } from './helpers.js';
 
 // What a hostile or careless client may send, and what must come of it: the exact source
@@ -467,8 +468,8 @@ describe('POST /backup with hostile input', () => {
 
     if (code === undefined) {
       expect(res.statusCode, res.body).toBe(status);
-      const job = await api.app.backupQueue.getJob(res.json<{ id: string }>().id);
-      expect(job?.data.source).toBe(queued?.(sources));
+      const data = await queuedBackup(api.app, res.json<{ id: string }>().id);
+      expect(data?.source).toBe(queued?.(sources));
       return;
     }
     expectError(res, status, code);

@@ -3,7 +3,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { createConnection, type Connection, type RowDataPacket } from 'mysql2/promise';
 import { expect } from 'vitest';
-import { loadConfig, type CofferConfig } from '@coffer/shared';
+import { loadConfig, type BackupJobData, type CofferConfig } from '@coffer/shared';
 import { buildApp } from '../src/app.js';
 import type { Role } from '../src/auth/roles.js';
 import { createToken, ensureAdminToken } from '../src/auth/token-admin.js';
@@ -156,20 +156,27 @@ export type Outcome =
   | { status: 'completed'; snapshot: string; files: number; bytes: number; durationMs: number }
   | { status: 'failed'; code: string; message: string };
 
+/** The data of the backup job `id` as queued; undefined when the queue holds no such backup. */
+export async function queuedBackup(app: FastifyInstance, id: string): Promise<BackupJobData | undefined> {
+  const job = await app.backupQueue.getJob(id);
+  return job?.name === 'backup' ? (job.data as BackupJobData) : undefined;
+}
+
 /**
  * Plays a worker's part without a worker: writes `active` and the final row
  * to the log, then drops the job from Redis, so its view can only come from the log.
  */
 export async function finishThroughLog(app: FastifyInstance, id: string, outcome: Outcome): Promise<void> {
   const job = await app.backupQueue.getJob(id);
-  if (!job) throw new Error(`job ${id} is not in the queue`);
+  const data = await queuedBackup(app, id);
+  if (!job || !data) throw new Error(`backup job ${id} is not in the queue`);
   const entry = {
     action: 'backup',
-    parameter: job.data.source,
+    parameter: data.source,
     jobId: id,
     attempt: 1,
     worker: 'test-worker',
-    destination: job.data.destination,
+    destination: data.destination,
   } as const;
   await app.logStore.append({ ...entry, status: 'active' });
   await app.logStore.append({ ...entry, ...outcome });

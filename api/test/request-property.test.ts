@@ -2,7 +2,7 @@ import { join, posix } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkDestination, checkSourcePath, effectiveRoots, isInside, isInsideRoots } from '@coffer/shared';
-import { issueToken, startApi, type ApiHarness } from './helpers.js';
+import { issueToken, queuedBackup, startApi, type ApiHarness } from './helpers.js';
 
 // Property-based: whatever a client sends, the API answers 2xx or 4xx (never 5xx), and a job
 // it queues reads only inside the roots (the token's own, when it has some) and writes only
@@ -129,8 +129,7 @@ describe('any POST /backup', () => {
             return;
           }
           accepted += 1;
-          const job = await api.app.backupQueue.getJob(res.json<{ id: string }>().id);
-          const data = job?.data;
+          const data = await queuedBackup(api.app, res.json<{ id: string }>().id);
           if (!data) throw new Error('a 202 without a job');
           const roots = who === 'admin' ? api.env.config.sourceRoots : [teamARoot];
           expect(checkSourcePath(data.source)).toBeNull();

@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startWorker, type RunningWorker } from '@coffer/worker';
 import { waitFor } from '../../test/helpers/environment.js';
-import { issueToken, startApi, type ApiHarness } from './helpers.js';
+import { issueToken, queuedBackup, startApi, type ApiHarness } from './helpers.js';
 
 // The API checks a source as text; links are for the worker, which resolves the real path
 // and checks it against SOURCE_ROOTS, narrowed to the submitting token's own roots. Here
@@ -110,7 +110,7 @@ describe('symbolic links, resolved by the worker', () => {
     const rows = await finished(id);
 
     expect(rows.at(-1)).toEqual({ status: 'failed', actor: 'team-a', code: 'SOURCE_OUTSIDE_ROOTS' });
-    expect((await api.app.backupQueue.getJob(id))?.data.sourceRoots).toEqual([join(root, 'team-a')]);
+    expect((await queuedBackup(api.app, id))?.sourceRoots).toEqual([join(root, 'team-a')]);
     expect(await everyFile(api.env.backups)).not.toContain('team b only');
   });
 

@@ -31,6 +31,7 @@ const schema = {
     PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 3000 },
     BACKUP_ROOT: { type: 'string', minLength: 1, default: '/var/lib/coffer/backups' },
     SOURCE_ROOTS: { type: 'string', minLength: 1, default: '/srv' },
+    RESTORE_ROOTS: { type: 'string', minLength: 1 },
     WORKER_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 64, default: 2 },
     INSTANCE_NAME: { type: 'string', minLength: 1, maxLength: 255 },
     COPY_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 64 },
@@ -98,6 +99,8 @@ export interface CofferConfig {
   backupRoot: string;
   /** Folders a source must lie inside. Default `/srv`. */
   sourceRoots: readonly string[];
+  /** Folders a restore may write into (RESTORE_ROOTS, default SOURCE_ROOTS). */
+  restoreRoots: readonly string[];
   /** Jobs one worker process runs at once. Default 2. */
   workerConcurrency: number;
   /** This process in the log's `worker` column. Default `<hostname>:<pid>`. */
@@ -220,6 +223,12 @@ export function loadConfig(env: Env = process.env): CofferConfig {
   for (const root of sourceRoots) {
     if (!isAbsolute(root)) problems.push(`SOURCE_ROOTS entries must be absolute paths, got "${root}"`);
   }
+  // Restores go back where backups come from unless told otherwise.
+  const restoreRoots = typeof parsed.RESTORE_ROOTS === 'string' ? splitRoots(parsed.RESTORE_ROOTS) : sourceRoots;
+  if (restoreRoots.length === 0) problems.push('RESTORE_ROOTS must name at least one folder');
+  for (const root of restoreRoots) {
+    if (!isAbsolute(root)) problems.push(`RESTORE_ROOTS entries must be absolute paths, got "${root}"`);
+  }
   const corsOrigins = typeof parsed.CORS_ORIGINS === 'string' ? splitOrigins(parsed.CORS_ORIGINS) : [];
   for (const origin of corsOrigins) {
     if (!isOrigin(origin))
@@ -252,6 +261,7 @@ export function loadConfig(env: Env = process.env): CofferConfig {
     port: Number(parsed.PORT),
     backupRoot,
     sourceRoots: Object.freeze(sourceRoots),
+    restoreRoots: Object.freeze(restoreRoots),
     workerConcurrency: Number(parsed.WORKER_CONCURRENCY),
     instanceName: typeof parsed.INSTANCE_NAME === 'string' ? parsed.INSTANCE_NAME : `${hostname()}:${process.pid}`,
     copyConcurrency: typeof parsed.COPY_CONCURRENCY === 'number' ? parsed.COPY_CONCURRENCY : undefined,

@@ -34,6 +34,8 @@ const snapshotRef = {
   snapshot: Type.String(),
   /** Its folder (`result.path` of that backup). */
   snapshotPath: Type.String(),
+  /** The source that backup copied. */
+  source: Type.String(),
   destination: Type.String(),
   /** SHA-256 of its manifest as the catalog records it: a manifest that no longer matches is not trusted. */
   manifestSha256: Type.String(),

@@ -43,28 +43,48 @@ export function overlapsBackupRoot(source: string, backupRoot: string): boolean 
   return isInside(source, backupRoot) || isInside(backupRoot, source);
 }
 
-export type PathProblem = { code: 'INVALID_SOURCE' | 'INVALID_DESTINATION'; message: string };
+export type PathProblem = {
+  code: 'INVALID_SOURCE' | 'INVALID_DESTINATION' | 'INVALID_TARGET';
+  message: string;
+};
 
 /** Checks a requested source path as text: absolute, printable, normalised. */
 export function checkSourcePath(source: string): PathProblem | null {
-  if (source.includes('\0')) return { code: 'INVALID_SOURCE', message: 'source must not contain NUL bytes' };
-  if (!isAbsolute(source))
-    return { code: 'INVALID_SOURCE', message: `source must be an absolute path, got "${source}"` };
+  return checkAbsolutePath(source, 'source', 'INVALID_SOURCE');
+}
+
+/** Checks a requested restore target as text, by the same rules as a source. */
+export function checkTargetPath(target: string): PathProblem | null {
+  return checkAbsolutePath(target, 'target', 'INVALID_TARGET');
+}
+
+function checkAbsolutePath(path: string, noun: string, code: PathProblem['code']): PathProblem | null {
+  const invalid = (why: string): PathProblem => ({ code, message: `${noun} ${why}` });
+  if (path.includes('\0')) return invalid('must not contain NUL bytes');
+  if (!isAbsolute(path)) return invalid(`must be an absolute path, got "${path}"`);
   // Limits are the file system's, so they count UTF-8 bytes, not characters.
-  if (Buffer.byteLength(source, 'utf8') > MAX_PATH_LENGTH) {
-    return { code: 'INVALID_SOURCE', message: `source is longer than ${MAX_PATH_LENGTH} bytes (UTF-8)` };
-  }
-  if (longestSegmentBytes(source) > MAX_SEGMENT_BYTES) {
-    return {
-      code: 'INVALID_SOURCE',
-      message: `source has a segment longer than ${MAX_SEGMENT_BYTES} bytes (UTF-8); no file system holds such a name`,
-    };
+  if (Buffer.byteLength(path, 'utf8') > MAX_PATH_LENGTH)
+    return invalid(`is longer than ${MAX_PATH_LENGTH} bytes (UTF-8)`);
+  if (longestSegmentBytes(path) > MAX_SEGMENT_BYTES) {
+    return invalid(`has a segment longer than ${MAX_SEGMENT_BYTES} bytes (UTF-8); no file system holds such a name`);
   }
   // `..` is refused outright rather than resolved: what a client meant is ambiguous
   // once links are involved, and an honest client never needs it.
-  if (source.split('/').includes('..')) {
-    return { code: 'INVALID_SOURCE', message: 'source must not contain ".." segments' };
-  }
+  if (path.split('/').includes('..')) return invalid('must not contain ".." segments');
+  return null;
+}
+
+/**
+ * Checks a path inside a snapshot, as `POST /restore` takes them: relative, no `..`, no NUL, no
+ * empty segment. Null when fine, else why not.
+ */
+export function checkSnapshotEntryPath(entry: string): string | null {
+  if (entry.includes('\0')) return 'must not contain NUL bytes';
+  if (entry.startsWith('/')) return `must be relative to the snapshot, got "${entry}"`;
+  if (Buffer.byteLength(entry, 'utf8') > MAX_PATH_LENGTH) return `is longer than ${MAX_PATH_LENGTH} bytes (UTF-8)`;
+  const segments = entry.split('/');
+  if (segments.includes('..') || segments.includes('.')) return `must not contain "." or ".." segments, got "${entry}"`;
+  if (segments.includes('')) return `must not contain empty segments, got "${entry}"`;
   return null;
 }
 
@@ -114,4 +134,19 @@ export function effectiveRoots(
 ): readonly string[] {
   if (!tokenRoots) return sourceRoots;
   return tokenRoots.filter((root) => isAbsolute(root) && isInsideRoots(posix.normalize(root), sourceRoots));
+}
+
+/**
+ * The folders inside both `a` and `b`: for each pair where one holds the other, the inner one.
+ * A path is inside the result exactly when it is inside some root of `a` and some root of `b`.
+ */
+export function intersectRoots(a: readonly string[], b: readonly string[]): string[] {
+  const inner = new Set<string>();
+  for (const x of a) {
+    for (const y of b) {
+      if (isInside(x, y)) inner.add(x);
+      else if (isInside(y, x)) inner.add(y);
+    }
+  }
+  return [...inner];
 }

@@ -1,8 +1,9 @@
 import { Queue, type ConnectionOptions, type DefaultJobOptions } from 'bullmq';
 import type { CofferConfig } from './config.js';
-import { BACKUP_JOB_NAME, QUEUE_NAME, type BackupJobData, type BackupResult } from './job.js';
+import { QUEUE_NAME, type JobItem, type JobKind, type JobResult } from './job.js';
 
-export type BackupQueue = Queue<BackupJobData, BackupResult, typeof BACKUP_JOB_NAME>;
+/** The queue every kind of job goes through; a job's name is its kind. */
+export type BackupQueue = Queue<JobItem['data'], JobResult, JobKind>;
 
 /** Retries with exponential backoff; finished jobs leave Redis after the retention window. */
 export function backupJobOptions(config: CofferConfig): DefaultJobOptions {
@@ -16,7 +17,7 @@ export function backupJobOptions(config: CofferConfig): DefaultJobOptions {
 }
 
 export function createBackupQueue(config: CofferConfig, connection: ConnectionOptions): BackupQueue {
-  return new Queue<BackupJobData, BackupResult, typeof BACKUP_JOB_NAME>(QUEUE_NAME, {
+  return new Queue<JobItem['data'], JobResult, JobKind>(QUEUE_NAME, {
     connection,
     prefix: config.queuePrefix,
     defaultJobOptions: backupJobOptions(config),

@@ -9,12 +9,22 @@ import {
   createMysqlPool,
   createRedis,
   isCancelRequested,
+  jobLogRow,
   noteCancelled,
-  type BackupJobData,
-  type BackupResult,
   type CofferConfig,
+  type JobItem,
+  type JobResult,
 } from '@coffer/shared';
-import { CANCEL_REASON, LOCK_LOST_REASON, SHUTDOWN_REASON, createBackupHandler } from './backup-handler.js';
+import {
+  CANCEL_REASON,
+  LOCK_LOST_REASON,
+  SHUTDOWN_REASON,
+  createJobProcessor,
+  type QueueJob,
+} from './jobs/attempt-lifecycle.js';
+import { backupRunner } from './jobs/backup-runner.js';
+import { restoreRunner } from './jobs/restore-runner.js';
+import { verifyRunner } from './jobs/verify-runner.js';
 
 /** After this long without a ready connection while Redis answers others, the worker is rebuilt. */
 const WATCHDOG_INTERVAL_MS = 5000;
@@ -26,7 +36,7 @@ const STALLED_TOO_OFTEN = 'stalled more than allowable limit';
 
 export interface RunningWorker {
   /** The current BullMQ worker (the watchdog may replace it). */
-  readonly worker: Worker<BackupJobData, BackupResult>;
+  readonly worker: Worker<JobItem['data'], JobResult, string>;
   /** Stops taking jobs, lets running ones finish for `timeoutMs`, hands back the rest, closes everything. */
   close(timeoutMs?: number): Promise<void>;
 }
@@ -64,16 +74,19 @@ export function startWorker(config: CofferConfig, logger: Logger): RunningWorker
   outbox.start();
   const queue = createBackupQueue(config, connection);
 
-  const handler = createBackupHandler({
-    config,
-    outbox,
-    logger,
-    isCancelRequested: (jobId) => isCancelRequested(connection, config.queuePrefix, jobId),
-    noteCancelled: (jobId) => noteCancelled(connection, config.queuePrefix, jobId, config.jobRetentionSeconds),
-  });
+  const handler = createJobProcessor(
+    {
+      config,
+      outbox,
+      logger,
+      isCancelRequested: (jobId) => isCancelRequested(connection, config.queuePrefix, jobId),
+      noteCancelled: (jobId) => noteCancelled(connection, config.queuePrefix, jobId, config.jobRetentionSeconds),
+    },
+    { backup: backupRunner(config), restore: restoreRunner(config), verify: verifyRunner() },
+  );
 
-  function createWorker(): Worker<BackupJobData, BackupResult> {
-    const created = new Worker<BackupJobData, BackupResult>(QUEUE_NAME, handler, {
+  function createWorker(): Worker<JobItem['data'], JobResult, string> {
+    const created = new Worker<JobItem['data'], JobResult, string>(QUEUE_NAME, handler, {
       connection,
       prefix: config.queuePrefix,
       concurrency: config.workerConcurrency,
@@ -101,25 +114,15 @@ export function startWorker(config: CofferConfig, logger: Logger): RunningWorker
   events.on('failed', ({ jobId, failedReason }) => {
     if (!failedReason.includes(STALLED_TOO_OFTEN)) return;
     void (async () => {
-      const job = await queue.getJob(jobId);
+      const job = (await queue.getJob(jobId)) as QueueJob | undefined;
       if (!job) return;
       const message = `the job lost its worker more than ${config.jobMaxStalls} times`;
-      await outbox.record(
-        [
-          {
-            action: 'backup',
-            parameter: job.data.source,
-            status: 'failed',
-            jobId,
-            attempt: Math.max(1, job.attemptsStarted),
-            worker: config.instanceName,
-            destination: job.data.destination,
-            code: 'WORKER_LOST',
-            message,
-          },
-        ],
-        { code: 'WORKER_LOST', message },
-      );
+      const item = { name: job.name, data: job.data } as JobItem;
+      const row = jobLogRow(item, jobId, Math.max(1, job.attemptsStarted), config.instanceName);
+      await outbox.record([{ ...row, status: 'failed', code: 'WORKER_LOST', message }], {
+        code: 'WORKER_LOST',
+        message,
+      });
     })().catch((err: unknown) => logger.error({ err, jobId }, 'cannot record a job failed by stalling'));
   });
 

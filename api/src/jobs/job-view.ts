@@ -1,12 +1,14 @@
 import type { Job } from 'bullmq';
 import {
+  JOB_KINDS,
   decodeFailure,
   isTerminal,
   statusFromQueueState,
-  type BackupJobData,
-  type JobProgress,
-  type BackupResult,
   type Failure,
+  type JobItem,
+  type JobKind,
+  type JobProgress,
+  type JobResult,
   type JobStatus,
   type LogRow,
 } from '@coffer/shared';
@@ -14,12 +16,18 @@ import {
 /** The public view of a job, as `GET /jobs/:id` answers it. */
 export interface JobView {
   id: string;
+  kind: JobKind;
   status: JobStatus;
-  source: string;
+  /** What a backup copies, or what the snapshot a restore or verify reads was copied from (when known). */
+  source?: string;
   destination: string;
+  /** The snapshot a restore or verify reads. */
+  snapshot?: string;
+  /** Where a restore writes. */
+  target?: string;
   attempts: number;
   progress: JobProgress;
-  result?: BackupResult | Pick<BackupResult, 'path' | 'files' | 'bytes' | 'durationMs'>;
+  result?: JobResult | { path: string; files: number; bytes: number; durationMs: number };
   error?: Failure | { code: string; message: string };
   createdAt: string;
   startedAt: string | null;
@@ -45,17 +53,19 @@ function finalProgress(result: { files: number; bytes: number }): JobProgress {
 
 /** The view of a job Redis still holds: live state and progress. */
 export function viewFromQueueJob(
-  job: Job<BackupJobData, BackupResult>,
+  job: Job<JobItem['data'], JobResult, string>,
   state: Parameters<typeof statusFromQueueState>[0],
 ): JobView | null {
   const failure = job.failedReason ? decodeFailure(job.failedReason) : null;
   const status = statusFromQueueState(state, job.attemptsMade, failure);
   if (!status || !job.id) return null;
+  const data = job.data as Partial<Record<'source' | 'snapshot' | 'target', string>> & JobItem['data'];
   const view: JobView = {
     id: job.id,
+    kind: kindOf(job.name),
     status,
-    source: job.data.source,
-    destination: job.data.destination,
+    ...defined({ source: data.source, snapshot: data.snapshot, target: data.target }),
+    destination: data.destination,
     attempts: job.attemptsStarted,
     progress: progressOf(job.progress),
     createdAt: new Date(job.timestamp).toISOString(),
@@ -65,7 +75,7 @@ export function viewFromQueueJob(
   };
   if (status === 'completed' && job.returnvalue) {
     view.result = job.returnvalue;
-    view.progress = finalProgress(job.returnvalue);
+    if ('files' in job.returnvalue) view.progress = finalProgress(job.returnvalue);
   }
   if ((status === 'failed' || status === 'cancelled') && failure) view.error = failure;
   return view;
@@ -82,10 +92,17 @@ export function viewFromLog(rows: readonly LogRow[]): JobView | null {
   if (!queued || !last || !queued.jobId) return null;
   const started = rows.find((row) => row.status === 'active');
   const status = last.status as JobStatus;
+  const kind = kindOf(queued.action);
   const view: JobView = {
     id: queued.jobId,
+    kind,
     status,
-    source: queued.parameter,
+    // A restore's parameter is its target; a backup's and a verify's, the source.
+    ...defined(
+      kind === 'restore'
+        ? { target: queued.parameter, snapshot: queued.snapshotId }
+        : { source: queued.parameter, snapshot: queued.snapshotId },
+    ),
     destination: queued.destination ?? '',
     attempts: rows.filter((row) => row.status === 'active').length,
     progress: NO_PROGRESS,
@@ -95,17 +112,34 @@ export function viewFromLog(rows: readonly LogRow[]): JobView | null {
     actor: queued.actor,
   };
   if (status === 'completed') {
-    const result = {
-      path: last.snapshot ?? '',
-      files: last.files ?? 0,
-      bytes: last.bytes ?? 0,
-      durationMs: last.durationMs ?? 0,
-    };
-    view.result = result;
-    view.progress = finalProgress(result);
+    const totals = { files: last.files ?? 0, bytes: last.bytes ?? 0, durationMs: last.durationMs ?? 0 };
+    view.result = resultFromLog(kind, totals, kind === 'restore' ? queued.parameter : (last.snapshot ?? ''));
+    view.progress = finalProgress(totals);
   }
   if (status === 'failed' || status === 'cancelled') {
     view.error = last.code ? { code: last.code, message: last.message ?? '' } : decodeFailure(last.message);
   }
   return view;
+}
+
+function kindOf(name: string | null | undefined): JobKind {
+  return (JOB_KINDS as readonly (string | null | undefined)[]).includes(name) ? (name as JobKind) : 'backup';
+}
+
+/** What the log keeps of a result: the totals, and the path a backup wrote or a restore filled. */
+function resultFromLog(
+  kind: JobKind,
+  totals: { files: number; bytes: number; durationMs: number },
+  path: string,
+): JobView['result'] {
+  if (kind === 'verify') return { ...totals, damaged: 0 };
+  if (kind === 'prune') return { kept: [], removed: [] };
+  return { path, ...totals };
+}
+
+/** The fields of `values` that have a value (the view leaves out what a kind does not have). */
+function defined<T extends Record<string, string | null | undefined>>(values: T): Partial<Record<keyof T, string>> {
+  return Object.fromEntries(Object.entries(values).filter(([, value]) => typeof value === 'string')) as Partial<
+    Record<keyof T, string>
+  >;
 }

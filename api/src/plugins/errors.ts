@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import fp from 'fastify-plugin';
 import type { FastifyError, FastifyRequest, FastifySchemaValidationError } from 'fastify';
-import type { CofferConfig } from '@coffer/shared';
+import { jobParameter, type CofferConfig, type JobKind } from '@coffer/shared';
 import { FRAMEWORK_CODES, LogUnavailable, QueueUnavailable } from '../errors.js';
 
 /** Ajv's words for one issue, plus what they leave out: the property not allowed, the values allowed. */
@@ -43,9 +43,20 @@ function describe(error: FastifyError): { statusCode: number; code: string; mess
   return { statusCode, code, message: error.message };
 }
 
-function requestedSource(request: FastifyRequest): string {
-  const body = request.body as { source?: unknown } | undefined;
-  return typeof body?.source === 'string' ? body.source.slice(0, 4096) : '';
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The kind of job the route queues: its refusals are logged as `rejected` rows of that kind. */
+    jobKind?: JobKind;
+  }
+}
+
+/** What the refused request named, as its job's `parameter` would have (text only, cut to the column). */
+function requestedParameter(kind: JobKind, request: FastifyRequest): string {
+  const body = (request.body ?? {}) as Record<string, unknown>;
+  const text = (value: unknown) => (typeof value === 'string' ? value : null);
+  const named = { source: text(body.source), target: text(body.target), destination: text(body.destination) };
+  // A verify names only its snapshot.
+  return (jobParameter(kind, named) || (text(body.snapshot) ?? '')).slice(0, 4096);
 }
 
 // Refusals that write no `rejected` row: without a valid token nobody is known to have
@@ -54,8 +65,8 @@ const UNRECORDED = new Set([401, 429]);
 
 /**
  * One error shape for every route: `{statusCode, error, message, code}`. 5xx
- * internals stay in the server log. A refused backup request leaves one
- * `rejected` row in the log, naming the token that tried.
+ * internals stay in the server log. A refused request to queue a job leaves
+ * one `rejected` row in the log, naming the token that tried.
  */
 export default fp<{ config: CofferConfig }>(
   async (app, { config }) => {
@@ -63,11 +74,12 @@ export default fp<{ config: CofferConfig }>(
       const { statusCode, code, message } = describe(error);
       if (statusCode >= 500) request.log.error({ err: error, cause: error.cause }, 'request failed');
       const recorded = statusCode < 500 && !UNRECORDED.has(statusCode);
-      if (recorded && request.method === 'POST' && request.routeOptions.url === '/backup') {
+      const kind = request.routeOptions.config?.jobKind;
+      if (recorded && kind) {
         await app.logStore
           .append({
-            action: 'backup',
-            parameter: requestedSource(request),
+            action: kind,
+            parameter: requestedParameter(kind, request),
             status: 'rejected',
             jobId: null,
             attempt: null,

@@ -1,9 +1,12 @@
 import type { FastifyPluginAsync } from 'fastify';
 import {
+  JOB_KINDS,
   JOB_STATUSES,
   isTerminal,
+  jobParameter,
   requestCancel,
   type CofferConfig,
+  type JobKind,
   type JobStatus,
   type LogEntry,
 } from '@coffer/shared';
@@ -13,12 +16,12 @@ import { createJobLookup } from '../jobs/job-lookup.js';
 import type { JobView } from '../jobs/job-view.js';
 import { principalOf } from '../plugins/auth.js';
 import logOutbox from '../plugins/log-outbox.js';
-import { cursorQuery, errorResponses } from '../schemas.js';
+import { cursorQuery, errorResponses, jobIdSchema } from '../schemas.js';
 
 const idParams = {
   type: 'object',
   required: ['id'],
-  properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } },
+  properties: { id: jobIdSchema },
 } as const;
 
 const QUEUED_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children']);
@@ -48,7 +51,7 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
     },
   );
 
-  app.get<{ Querystring: { status?: JobStatus; limit: number; cursor?: number } }>(
+  app.get<{ Querystring: { status?: JobStatus; kind?: JobKind; limit: number; cursor?: number } }>(
     '/jobs',
     {
       config: { access: ANY_ROLE },
@@ -60,7 +63,11 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: { status: { type: 'string', enum: JOB_STATUSES }, ...cursorQuery(100, 20) },
+          properties: {
+            status: { type: 'string', enum: JOB_STATUSES },
+            kind: { type: 'string', enum: JOB_KINDS },
+            ...cursorQuery(100, 20),
+          },
         },
         response: {
           200: {
@@ -76,10 +83,10 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
       },
     },
     async (request) => {
-      const { status, cursor, limit } = request.query;
+      const { status, kind, cursor, limit } = request.query;
       const principal = principalOf(request);
       const actor = seesAllJobs(principal) ? undefined : principal.name;
-      const page = await app.logStore.jobIds({ status, cursor, limit, actor });
+      const page = await app.logStore.jobIds({ status, kind, cursor, limit, actor });
       return { items: await lookup.many(page.items.map((item) => item.jobId)), nextCursor: page.nextCursor };
     },
   );
@@ -147,8 +154,9 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
   async function recordCancelled(view: JobView, by: Principal): Promise<JobView> {
     const message = `cancelled before it ran, by token "${by.name}"`;
     const entry: LogEntry = {
-      action: 'backup',
-      parameter: view.source,
+      action: view.kind,
+      parameter: jobParameter(view.kind, view),
+      snapshotId: view.snapshot ?? null,
       status: 'cancelled',
       jobId: view.id,
       attempt: Math.max(1, view.attempts),

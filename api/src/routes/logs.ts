@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { JOB_STATUSES, type LogStatus } from '@coffer/shared';
 import { ANY_ROLE, seesAllJobs } from '../auth/roles.js';
 import { principalOf } from '../plugins/auth.js';
-import { cursorQuery, errorResponses } from '../schemas.js';
+import { cursorQuery, errorResponses, jobIdSchema } from '../schemas.js';
 
 interface LogsQuery {
   jobId?: string;
@@ -27,7 +27,7 @@ const logRoutes: FastifyPluginAsync = async (app) => {
           type: 'object',
           additionalProperties: false,
           properties: {
-            jobId: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' },
+            jobId: jobIdSchema,
             status: { type: 'string', enum: [...JOB_STATUSES, 'rejected'] },
             since: { type: 'string', format: 'date-time', description: 'Rows at or after this instant' },
             until: { type: 'string', format: 'date-time', description: 'Rows before this instant' },

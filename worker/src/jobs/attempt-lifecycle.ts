@@ -1,0 +1,197 @@
+import { createHash } from 'node:crypto';
+import { UnrecoverableError, WaitingError, type Job } from 'bullmq';
+import type { Logger } from 'pino';
+import {
+  JOB_KINDS,
+  JobFailure,
+  encodeFailure,
+  jobLogRow,
+  type CofferConfig,
+  type Failure,
+  type JobDataByKind,
+  type JobItem,
+  type JobKind,
+  type JobResult,
+  type JobResultByKind,
+  type LogEntry,
+  type LogOutbox,
+} from '@coffer/shared';
+import { AttemptSuperseded } from '../copy/index.js';
+import { createProgressReporter, type ProgressReporter } from './progress-reporter.js';
+
+/** Abort reasons: a user's cancel ends the job; a shutdown hands it back to the queue. */
+export const CANCEL_REASON = 'cancelled by request';
+export const SHUTDOWN_REASON = 'worker shutting down';
+/** Abort reason when the worker could not renew the job's lock: another worker may run it now. */
+export const LOCK_LOST_REASON = 'lock lost';
+
+export type QueueJob = Job<JobItem['data'], JobResult, string>;
+
+/** One attempt of one job, as a kind's runner sees it. */
+export interface Attempt<K extends JobKind> {
+  jobId: string;
+  /** From 1; runs after a crash count too. */
+  number: number;
+  /** Names this attempt's private files (`[A-Za-z0-9_-]`): unique per attempt. */
+  tag: string;
+  data: JobDataByKind[K];
+  /** When the job first became active (a retry keeps it). */
+  startedAt: Date;
+  logger: Logger;
+  /** Aborted on cancel, shutdown or lock loss; the runner stops and rejects. */
+  signal: AbortSignal | undefined;
+  /** False once another attempt owns the job: this one must then leave nothing behind. */
+  stillOwned(): Promise<boolean>;
+  progress: ProgressReporter;
+}
+
+/** What a runner returns: the job's result, and what its `completed` row records besides the status. */
+export interface Completion<K extends JobKind> {
+  result: JobResultByKind[K];
+  row?: Partial<LogEntry>;
+}
+
+/** Runs one kind of job. Throws `JobFailure` for known causes (permanent or not), anything else is transient. */
+export interface KindRunner<K extends JobKind> {
+  run(attempt: Attempt<K>): Promise<Completion<K>>;
+  /** What the job's last `failed` row records besides the failure (say, a damaged snapshot's verdict). */
+  failedRow?(failure: Failure, attempt: Attempt<K>): Partial<LogEntry> | undefined;
+}
+
+export type KindRunners = { [K in JobKind]?: KindRunner<K> };
+
+export interface LifecycleDeps {
+  config: Pick<CofferConfig, 'instanceName' | 'jobLockMs'>;
+  outbox: Pick<LogOutbox, 'record' | 'finished'>;
+  logger: Logger;
+  /** Tells whether a cancel was requested before the job reached this worker. */
+  isCancelRequested: (jobId: string) => Promise<boolean>;
+  /** Notes that a job ends cancelled (metrics tell it from failed). */
+  noteCancelled: (jobId: string) => Promise<void>;
+}
+
+type Outcome = Failure & { permanent: boolean };
+
+function failureOf(err: unknown, signal: AbortSignal | undefined): Outcome {
+  if (signal?.aborted) return { code: 'CANCELLED', message: CANCEL_REASON, permanent: true };
+  if (err instanceof JobFailure) {
+    const outcome: Outcome = { code: err.code, message: err.message, permanent: err.permanent };
+    if (err.problems) outcome.problems = err.problems;
+    return outcome;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: 'COPY_FAILED', message, permanent: false };
+}
+
+/** Names an attempt's private folders: a digest of its lock token, which is unique per attempt. */
+function attemptTag(token: string | undefined, attempt: number): string {
+  return token === undefined ? String(attempt) : createHash('sha256').update(token).digest('hex').slice(0, 16);
+}
+
+function isKind(name: string): name is JobKind {
+  return (JOB_KINDS as readonly string[]).includes(name);
+}
+
+/**
+ * The job processor every kind shares: one attempt of one job, with its log rows. It writes
+ * `active`, then exactly one of `completed`, `retrying`, `failed` or `cancelled`; a re-run
+ * after a crash confirms what an earlier run recorded instead of redoing it; a shutdown hands
+ * the job back untouched; an attempt that lost its lock writes nothing more. The kind's runner
+ * only does the work. Returns the result, or throws so BullMQ retries (plain Error), fails the
+ * job for good (UnrecoverableError) or takes it back (WaitingError).
+ */
+export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
+  const { config, outbox, logger: parentLogger, isCancelRequested, noteCancelled } = deps;
+
+  return async function processJob(job: QueueJob, token?: string, signal?: AbortSignal): Promise<JobResult> {
+    const jobId = job.id ?? '';
+    const logger = parentLogger.child({ jobId, kind: job.name });
+    if (!isKind(job.name) || !runners[job.name]) {
+      throw new UnrecoverableError(
+        encodeFailure({ code: 'INVALID_JOB', message: `this worker runs no job of kind "${job.name}"` }),
+      );
+    }
+    const kind = job.name;
+    const item = { name: kind, data: job.data } as JobItem;
+    const runner = runners[kind] as KindRunner<JobKind>;
+    // attemptsStarted counts runs after a crash too, so each run gets its own `active` row.
+    const number = Math.max(1, job.attemptsStarted);
+    const row = jobLogRow(item, jobId, number, config.instanceName);
+
+    // Renewing the lock proves this attempt still owns the job: a worker paused past its lock
+    // (a VM pause, starvation) finds another attempt running it and must write nothing more.
+    const stillOwned = async (): Promise<boolean> =>
+      token === undefined || (await job.extendLock(token, config.jobLockMs)) === 1;
+    const superseded = (err: unknown) => {
+      logger.warn({ err, attempt: number }, 'attempt lost the job to another one; stopping without a trace');
+      return new Error(`attempt ${number} of job ${jobId} lost its lock`);
+    };
+
+    if (job.attemptsStarted > 1) {
+      // A run after a crash: an earlier run may have finished and recorded it before dying.
+      const earlier = await outbox.finished(jobId);
+      if (earlier?.status === 'completed') {
+        logger.info('job had already completed before its worker died; confirming');
+        return earlier.result as JobResult;
+      }
+      if (earlier) throw new UnrecoverableError(encodeFailure(earlier.result as Failure));
+    }
+
+    await outbox.record([{ ...row, status: 'active' }]);
+    logger.info({ attempt: number }, `${kind} started`);
+    const attempt: Attempt<JobKind> = {
+      jobId,
+      number,
+      tag: attemptTag(token, number),
+      data: job.data,
+      startedAt: new Date(job.processedOn ?? Date.now()),
+      logger,
+      signal,
+      stillOwned,
+      progress: createProgressReporter(job, logger),
+    };
+
+    try {
+      if (await isCancelRequested(jobId)) throw new JobFailure('CANCELLED', CANCEL_REASON, true);
+      const { result, row: completedRow } = await runner.run(attempt);
+      await outbox.record([{ ...row, ...completedRow, status: 'completed' }], result);
+      logger.info({ ...completedRow, catalog: undefined }, `${kind} completed`);
+      return result;
+    } catch (err) {
+      if (err instanceof AttemptSuperseded || (signal?.aborted && signal.reason === LOCK_LOST_REASON)) {
+        throw superseded(err);
+      }
+      if (signal?.aborted && signal.reason === SHUTDOWN_REASON) {
+        // Not the job's fault: give it back without using up an attempt; another worker takes it.
+        await outbox.record([
+          {
+            ...row,
+            status: 'retrying',
+            code: 'WORKER_STOPPED',
+            message: 'worker stopped; job handed back to the queue',
+          },
+        ]);
+        await job.moveToWait(token);
+        logger.info('job handed back to the queue');
+        throw new WaitingError();
+      }
+      // Only the owner of the job may write its next row.
+      if (!(await stillOwned().catch(() => true))) throw superseded(err);
+      const failure = failureOf(err, signal);
+      const attemptsAllowed = job.opts.attempts ?? 1;
+      const willRetry = !failure.permanent && job.attemptsMade + 1 < attemptsAllowed;
+      const status = willRetry ? 'retrying' : failure.code === 'CANCELLED' ? 'cancelled' : 'failed';
+      logger.warn({ err, code: failure.code, status }, `${kind} attempt failed`);
+      const { permanent: _permanent, ...recorded } = failure;
+      const extra = status === 'failed' ? runner.failedRow?.(recorded, attempt) : undefined;
+      await outbox
+        .record([{ ...row, ...extra, status, code: failure.code, message: failure.message }], recorded)
+        .catch((logErr: unknown) => logger.error({ err: logErr }, 'cannot record the failure'));
+      if (status === 'cancelled') {
+        await noteCancelled(jobId).catch((noteErr: unknown) => logger.warn({ err: noteErr }, 'cannot note the cancel'));
+      }
+      const reason = encodeFailure(recorded);
+      throw failure.permanent ? new UnrecoverableError(reason) : new Error(reason);
+    }
+  };
+}

@@ -1,0 +1,67 @@
+import { effectiveRoots, type BackupResult, type CofferConfig } from '@coffer/shared';
+import { createSnapshot, measureTree } from '../copy/index.js';
+import { resolveSource } from '../source.js';
+import type { KindRunner } from './attempt-lifecycle.js';
+
+export type BackupConfig = Pick<CofferConfig, 'backupRoot' | 'sourceRoots' | 'copyConcurrency'>;
+
+/** Backs up a source into a new snapshot of its destination, and records it in the catalog. */
+export function backupRunner(config: BackupConfig): KindRunner<'backup'> {
+  return {
+    async run({ jobId, tag, data, startedAt, signal, stillOwned, progress }) {
+      const roots = effectiveRoots(config.sourceRoots, data.sourceRoots);
+      const source = await resolveSource(data.source, roots, config.backupRoot);
+      // Totals are counted beside the copy rather than before it, so the copy starts at once.
+      measureTree(source, signal).then(
+        ({ files, bytes }) => progress.measured(files, bytes),
+        () => undefined,
+      );
+      const snapshot = await createSnapshot({
+        source,
+        backupRoot: config.backupRoot,
+        destination: data.destination,
+        jobId,
+        attempt: tag,
+        startedAt,
+        stillOwned,
+        incremental: data.incremental ?? true,
+        threads: config.copyConcurrency,
+        signal,
+        onProgress: (counts) => progress.advanced(counts.files, counts.bytes),
+      });
+      const { path, files, bytes, durationMs, dirs, links, skipped, filesLinked, bytesLinked, warnings } = snapshot;
+      const { manifestSha256 } = snapshot;
+      const result: BackupResult = {
+        path,
+        files,
+        bytes,
+        durationMs,
+        dirs,
+        links,
+        skipped,
+        filesLinked,
+        bytesLinked,
+        manifestSha256,
+        warnings,
+      };
+      // The catalog row travels with the `completed` row, so it is as durable as that row.
+      const catalog = {
+        kind: 'snapshot' as const,
+        snapshot: {
+          id: jobId,
+          destination: data.destination,
+          source: data.source,
+          path,
+          createdAt: startedAt.toISOString(),
+          files,
+          bytes,
+          filesLinked,
+          bytesLinked,
+          manifestSha256,
+          actor: data.actor ?? null,
+        },
+      };
+      return { result, row: { snapshot: path, files, bytes, durationMs, catalog } };
+    },
+  };
+}
