@@ -10,6 +10,5 @@ export * from './queue.js';
 export * from './redis.js';
 export * from './cancel.js';
 export * from './log-outbox.js';
-export * from './batched-append.js';
 export * from './job-log-row.js';
 export * from './snapshot-catalog.js';

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin';
-import { batchAppends, createLogRepository, type LogRepository } from '@coffer/shared';
+import { createLogRepository, type LogRepository } from '@coffer/shared';
+import { batchAppends } from '../batched-append.js';
 import { unavailableOnFailure } from '../unavailable.js';
 
 declare module 'fastify' {

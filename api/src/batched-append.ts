@@ -1,4 +1,4 @@
-import type { LogEntry } from './log-repository.js';
+import type { LogEntry } from '@coffer/shared';
 
 type Append = (entries: LogEntry | readonly LogEntry[]) => Promise<void>;
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { batchAppends, type LogEntry } from '@coffer/shared';
+import type { LogEntry } from '@coffer/shared';
+import { batchAppends } from '../src/batched-append.js';
 
 function entry(n: number): LogEntry {
   return { action: 'backup', parameter: `/srv/${n}`, status: 'queued', jobId: `job-${n}`, attempt: 1, worker: 'test' };
