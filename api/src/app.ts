@@ -13,12 +13,14 @@ import mysql from './plugins/mysql.js';
 import queue from './plugins/queue.js';
 import rateLimit from './plugins/rate-limit.js';
 import security from './plugins/security.js';
+import snapshotStore from './plugins/snapshot-store.js';
 import tokenStore from './plugins/token-store.js';
 import backupRoutes from './routes/backup.js';
 import healthRoutes from './routes/health.js';
 import jobRoutes from './routes/jobs.js';
 import logRoutes from './routes/logs.js';
 import restoreRoutes from './routes/restore.js';
+import snapshotRoutes from './routes/snapshots.js';
 import tokenRoutes from './routes/tokens.js';
 import verifyRoutes from './routes/verify.js';
 import { errorSchema, jobViewSchema, logRowSchema } from './schemas.js';
@@ -97,6 +99,7 @@ export async function buildApp({ config, logger, https }: AppOptions): Promise<F
   await app.register(logStore);
   await app.register(tokenStore);
   await app.register(destinationStore);
+  await app.register(snapshotStore);
   await app.register(queue, { config });
   await app.register(errors, { config });
   await app.register(auth, { config });
@@ -110,6 +113,7 @@ export async function buildApp({ config, logger, https }: AppOptions): Promise<F
   await app.register(verifyRoutes);
   await app.register(jobRoutes, { config });
   await app.register(logRoutes);
+  await app.register(snapshotRoutes);
   await app.register(tokenRoutes, { config });
   return app;
 }
