@@ -142,7 +142,7 @@ describe('Redis down', () => {
 });
 
 describe('MySQL down', () => {
-  it('jobs keep running, their transitions wait in Redis and land in order when MySQL returns; the API refuses new backups with 503', async () => {
+  it('jobs keep running, their transitions (and catalog rows) wait in Redis and land in order when MySQL returns; the API refuses new backups with 503', async () => {
     const first = await smallSources('before-mysql', 10);
     const ids: string[] = [];
     // The workers are paused while the jobs go in and MySQL goes away, so every job runs,
@@ -195,6 +195,15 @@ describe('MySQL down', () => {
       'the outbox to drain',
     );
     await expectCleanHistories(ids);
+    // Each backup's catalog row travelled with its `completed` row and landed with it.
+    for (const id of ids) {
+      const [view, snapshot] = await Promise.all([
+        cluster.job(id),
+        cluster.request<{ id: string; path: string }>('GET', `/snapshots/${id}`),
+      ]);
+      expect(snapshot.status, id).toBe(200);
+      expect(snapshot.body.path).toBe(view.result?.path);
+    }
     const later = await smallSources('after-mysql', 2);
     for (const source of later) {
       const id = await cluster.submit(source);
