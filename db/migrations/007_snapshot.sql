@@ -63,8 +63,10 @@ EXECUTE coffer_stmt;
 DEALLOCATE PREPARE coffer_stmt;
 
 -- Backfill from the log; running it again changes nothing. Actions are job kinds (at most 16).
+-- A job whose queued row is missing takes its status row's action (status_seq is that row's
+-- id, plus 2^52 when terminal): every row of a job has the same.
 UPDATE job_status
-JOIN log ON log.id = job_status.queued_id
+JOIN log ON log.id = COALESCE(job_status.queued_id, job_status.status_seq MOD 4503599627370496)
 SET job_status.kind = LEFT(log.action, 16)
 WHERE job_status.kind <> LEFT(log.action, 16);
 

@@ -163,7 +163,14 @@ const snapshotRoutes: FastifyPluginAsync = async (app) => {
         querystring: {
           type: 'object',
           additionalProperties: false,
-          properties: { format: { type: 'string', enum: ['ndjson', 'sha256sum'], default: 'ndjson' } },
+          properties: {
+            format: {
+              type: 'string',
+              enum: ['ndjson', 'sha256sum'],
+              default: 'ndjson',
+              description: 'ndjson: the manifest as stored; sha256sum: check lines for `sha256sum -c`',
+            },
+          },
         },
         response: {
           200: {
