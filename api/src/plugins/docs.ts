@@ -27,6 +27,7 @@ export default fp(
         servers: [{ url: '/', description: 'The Coffer API serving this document' }],
         tags: [
           { name: 'jobs', description: 'Backup jobs' },
+          { name: 'snapshots', description: 'Snapshots of backups: catalog, manifests, restore, verify' },
           { name: 'logs', description: 'The log of status transitions' },
           { name: 'health', description: 'Liveness, readiness, metrics' },
           { name: 'tokens', description: 'API tokens (admin)' },
