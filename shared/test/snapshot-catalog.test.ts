@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
 import type { Pool, RowDataPacket } from 'mysql2/promise';
 import {
+  createLogOutbox,
   createLogRepository,
   createMysqlPool,
   createSnapshotCatalog,
@@ -10,7 +12,7 @@ import {
   type SnapshotCatalog,
   type SnapshotFacts,
 } from '@coffer/shared';
-import { createTestEnvironment, type TestEnvironment } from '../../test/helpers/environment.js';
+import { createTestEnvironment, silentLogger, type TestEnvironment } from '../../test/helpers/environment.js';
 
 let env: TestEnvironment;
 let pool: Pool;
@@ -107,6 +109,24 @@ describe('the snapshot catalog, written with the log', () => {
     expect(await catalog.get(id)).toEqual(first);
     expect(await count('snapshot', 'id', id)).toBe(1);
     expect(await count('log', 'job_id', id)).toBe(2);
+  });
+
+  it('travels with its row through the log outbox, as a worker records it while MySQL is away', async () => {
+    const id = randomUUID();
+    const redis = new Redis(env.config.redisUrl);
+    try {
+      const outbox = createLogOutbox({ redis, prefix: env.config.queuePrefix, logStore: log, logger: silentLogger });
+      // Not started: the rows wait in Redis, as they do while MySQL is down.
+      await outbox.record(completedBackup(facts(id)), { path: facts(id).path });
+      expect(await catalog.get(id)).toBeNull();
+
+      await outbox.flush();
+
+      expect(await catalog.get(id)).toMatchObject({ id, manifestSha256: 'a'.repeat(64), actor: 'ops' });
+      expect(await outbox.backlog()).toBe(0);
+    } finally {
+      redis.disconnect();
+    }
   });
 
   it('leaves no catalog row when the log INSERT fails', async () => {
