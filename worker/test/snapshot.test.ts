@@ -65,9 +65,12 @@ describe('createSnapshot', () => {
     const folder = path.join(backupRoot, 'projects', 'alpha');
     expect(result.path).toBe(path.join(folder, '20261127T191045.123Z-job-42'));
     expect(path.basename(result.path)).toMatch(/^\d{8}T\d{6}\.\d{3}Z-job-42$/);
-    // Beside the snapshot only Coffer's record of it, in a hidden folder.
+    // Beside the snapshot only Coffer's record of it and its manifest, in a hidden folder.
     expect((await fs.readdir(folder)).sort()).toEqual(['.coffer', path.basename(result.path)]);
-    expect(await fs.readdir(path.join(folder, '.coffer'))).toEqual([`${path.basename(result.path)}.json`]);
+    expect((await fs.readdir(path.join(folder, '.coffer'))).sort()).toEqual([
+      `${path.basename(result.path)}.json`,
+      `${path.basename(result.path)}.manifest.ndjson`,
+    ]);
     expectSameContents(source, result.path);
     expect(result).toMatchObject({ files: 3, bytes: 7 + 9 + 4, dirs: 3, links: 1, skipped: 0, filesLinked: 0 });
     expect(result.warnings).toEqual({ count: 0, items: [] });
@@ -249,11 +252,13 @@ describe('createSnapshot when its process dies while removing a snapshot', () =>
     });
   }
 
-  /** Coffer's records in the folder, and the snapshots they should describe, one each. */
+  /** Coffer's records in the folder, and the snapshots they should describe, a record and a manifest each. */
   async function recordsAndSnapshots(): Promise<{ records: string[]; snapshots: string[] }> {
     const entries = await fs.readdir(folder());
     const records = entries.includes('.coffer') ? await fs.readdir(path.join(folder(), '.coffer')) : [];
-    const snapshots = entries.filter((entry) => entry !== '.coffer').map((entry) => `${entry}.json`);
+    const snapshots = entries
+      .filter((entry) => entry !== '.coffer')
+      .flatMap((entry) => [`${entry}.json`, `${entry}.manifest.ndjson`]);
     return { records: records.sort(), snapshots: snapshots.sort() };
   }
 
@@ -276,7 +281,7 @@ describe('createSnapshot when its process dies while removing a snapshot', () =>
 
       const { records, snapshots } = await recordsAndSnapshots();
       expect(records).toEqual(snapshots);
-      expect(snapshots).toEqual([`${path.basename(last.path)}.json`]);
+      expect(snapshots).toEqual([`${path.basename(last.path)}.json`, `${path.basename(last.path)}.manifest.ndjson`]);
     },
   );
 

@@ -4,6 +4,7 @@ import { parentPort } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import type { CopyCounts } from './copy-counts.js';
 import { CopyStopped, copySubtreeSync, copyTreeSync, type Delegation } from './copy-tree-sync.js';
+import { assembleManifestSync } from './manifest-assembly.js';
 import { measureTreeSync } from './measure-tree-sync.js';
 import { ACTIVE, STOP, serializeError, type ThreadMessage, type ThreadTask } from './thread-protocol.js';
 
@@ -22,6 +23,9 @@ function run(task: ThreadTask): ThreadMessage {
   const shouldStop = () => Atomics.load(state, STOP) !== 0;
   try {
     if (task.kind === 'measure') return { type: 'done', value: measureTreeSync(task.source, shouldStop) };
+    if (task.kind === 'manifest') {
+      return { type: 'done', value: assembleManifestSync(task.assembly, shouldStop) };
+    }
     let lastReport = performance.now();
     const onEntry = (counts: Readonly<CopyCounts>) => {
       const now = performance.now();
@@ -38,7 +42,7 @@ function run(task: ThreadTask): ThreadMessage {
       },
       hand: (subtree) => port?.postMessage({ type: 'delegate', subtree } satisfies ThreadMessage),
     };
-    const options = { shouldStop, onEntry, delegation };
+    const options = { shouldStop, onEntry, delegation, manifest: task.manifest };
     const value =
       task.kind === 'copy'
         ? copyTreeSync(task.source, task.target, { ...options, previous: task.previous })

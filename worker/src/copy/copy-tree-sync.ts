@@ -1,6 +1,5 @@
 import fs, { constants, type BigIntStats, type Dirent, type Stats } from 'node:fs';
 import path from 'node:path';
-import { isUtf8 } from 'node:buffer';
 import {
   MAX_LISTED_WARNINGS,
   emptyCounts,
@@ -17,7 +16,6 @@ import {
   LOOKUP_FLAGS,
   childPath,
   entryPath,
-  fdPath,
   folderPrefix,
   isSpecial,
   listFolder,
@@ -25,9 +23,12 @@ import {
   openIfThere,
   openSourceRoot,
 } from './open-at.js';
-import { copyMode, hasSetIdBits, keepsOwners, tryChown } from './owners.js';
+import { copyMode, keepsOwners, tryChown } from './owners.js';
 import { MAX_PATH_BYTES, PathTooLongError } from './path-too-long.js';
-import { CHUNK_SIZE, copyData, holdsNoData, looksSparse } from './file-data.js';
+import { BIG_CHUNK_SIZE, CHUNK_SIZE, copyData, looksSparse, type BetweenChunks } from './file-data.js';
+import { ReadBuffers, checksumContents, checksumOfFile } from './file-checksum.js';
+import { displayPath, folderLine, linkLine, type Checksum, type CopyStats } from './manifest-lines.js';
+import { ManifestPart, inPreviousManifest, ofRegisteredInode, type ChecksumSource } from './manifest-parts.js';
 
 /** A folder's mode, owner and times, as `fstat` gives them. */
 export type FolderStats = Pick<Stats, 'mode' | 'uid' | 'gid' | 'atimeMs' | 'mtimeMs'>;
@@ -58,6 +59,19 @@ export interface Delegation {
   hand(subtree: Subtree): void;
 }
 
+/** Where one copy task writes its manifest lines (see `ManifestPart`). */
+export interface ManifestOutput {
+  /** The copy's folder of parts. */
+  parts: string;
+  /** This task's part, unique within the copy. */
+  part: number;
+  /**
+   * Whether the previous copy has a manifest: then a file linked from it takes its checksum
+   * from there, when the parts are assembled; otherwise the linked file is read now.
+   */
+  previousChecksums: boolean;
+}
+
 export interface SyncCopyOptions {
   /**
    * A complete earlier copy of the same source. A regular file whose counterpart there has the
@@ -71,6 +85,11 @@ export interface SyncCopyOptions {
   onEntry?: (counts: Readonly<CopyCounts>) => void;
   /** Hands subfolders to other threads while some are free. Default: everything on this thread. */
   delegation?: Delegation;
+  /**
+   * Writes a manifest line for each entry copied below the target (see `ManifestEntry`), its
+   * path relative to the whole copy's target. Default: no manifest.
+   */
+  manifest?: ManifestOutput;
 }
 
 /** Thrown by `copyTreeSync` and `measureTreeSync` once `shouldStop` said so. */
@@ -120,10 +139,14 @@ const noReport = (): void => undefined;
  * opened for reading, is left out and reported in `warnings`; the source itself missing is an
  * error. A copy whose path would be longer than the system allows throws `PathTooLongError`.
  *
+ * Every file copied is read once, in chunks, each hashed (SHA-256) and written; the running
+ * `bytes` count moves between chunks, and a stop is seen there too. With `manifest`, each entry
+ * gets its line, files with their checksums.
+ *
  * Hard links are recorded in `${target}.links` (see `LinkRegistry`), which the caller removes
  * (`copyTree` does). Memory does not grow with the number of entries: the walk is depth-first
- * and holds a few open files per level. Throws on the first other error, leaving the partial
- * target.
+ * and holds a few open files per level, and manifest lines go to a file as they come. Throws
+ * on the first other error, leaving the partial target.
  */
 export function copyTreeSync(source: string, target: string, options: SyncCopyOptions = {}): CopyReport {
   return new SyncTreeCopier(source, target, options).run();
@@ -172,8 +195,17 @@ class SyncTreeCopier {
   readonly #links: LinkRegistry;
   readonly #keepOwners = keepsOwners();
   readonly #fileSystemTypes = new Map<number, number>();
-  #chunk: Buffer | undefined;
-  readonly #checkStopBetweenChunks = () => this.#checkStop();
+  readonly #buffers = new ReadBuffers(CHUNK_SIZE, BIG_CHUNK_SIZE);
+  readonly #manifest: ManifestPart | undefined;
+  readonly #previousChecksums: boolean;
+  /** `bytes` before the file being copied, whose bytes done so far are counted between its chunks. */
+  #bytesBeforeFile = 0;
+  readonly #checkStopBetweenChunks: BetweenChunks = () => this.#checkStop();
+  readonly #betweenChunks: BetweenChunks = (done) => {
+    this.#checkStop();
+    this.#counts.bytes = this.#bytesBeforeFile + done;
+    this.#onEntry(this.#counts);
+  };
 
   constructor(source: string, target: string, options: SyncCopyOptions) {
     this.#source = source;
@@ -183,9 +215,31 @@ class SyncTreeCopier {
     this.#onEntry = options.onEntry ?? noReport;
     this.#delegation = options.delegation;
     this.#links = new LinkRegistry(linkRegistryOf(target));
+    const { manifest } = options;
+    this.#manifest = manifest && new ManifestPart(manifest.parts, manifest.part);
+    this.#previousChecksums = manifest?.previousChecksums ?? false;
   }
 
   run(): CopyReport {
+    return this.#withManifest(() => this.#copyRoot());
+  }
+
+  runSubtree(subtree: Subtree): CopyReport {
+    return this.#withManifest(() => this.#copySubtree(subtree));
+  }
+
+  /** Runs the task's copy; its manifest lines are all written when it returns, and its part closed either way. */
+  #withManifest(copy: () => CopyReport): CopyReport {
+    try {
+      const report = copy();
+      this.#manifest?.flush();
+      return report;
+    } finally {
+      this.#manifest?.close();
+    }
+  }
+
+  #copyRoot(): CopyReport {
     this.#checkStop();
     // The root's errors are never warnings: a vanished source is SOURCE_NOT_FOUND.
     const root = openSourceRoot(this.#source);
@@ -221,16 +275,19 @@ class SyncTreeCopier {
     const to = Buffer.from(path.join(this.#target, name));
     if (to.length > MAX_PATH_BYTES) throw new PathTooLongError(this.#source);
     const inode = inodeOf(stats, () => fs.fstatSync(fd, { bigint: true }));
-    const previousFile = previous && entryPath(previous.prefix, Buffer.from(name));
-    if (!this.#linkWithoutCopy(stats, inode, to, previousFile)) this.#writeFile(fd, stats, inode, to);
+    // Its path in the copy is its name.
+    const relative = Buffer.from(name);
+    const previousFile = previous && entryPath(previous.prefix, relative);
+    if (!this.#linkWithoutCopy(stats, inode, to, previousFile, relative))
+      this.#writeFile(fd, stats, inode, to, relative);
   }
 
-  runSubtree({ fd, previousFd, relative, to, stats }: Subtree): CopyReport {
+  #copySubtree({ fd, previousFd, relative, to, stats }: Subtree): CopyReport {
     const target = bytes(to);
     const previous = previousFd === undefined ? undefined : open(previousFd);
     const folder: Folder = { ...open(fd), relative: bytes(relative), to: target, into: into(target), previous };
     this.#fill(folder);
-    this.#finishDirectory(target, stats);
+    this.#finishDirectory(target, stats, folder.relative);
     this.#counts.dirs += 1;
     this.#onEntry(this.#counts);
     return this.#report();
@@ -333,7 +390,7 @@ class SyncTreeCopier {
       return;
     }
     this.#fill(child);
-    this.#finishDirectory(to, stats);
+    this.#finishDirectory(to, stats, child.relative);
     this.#counts.dirs += 1;
     this.#onEntry(this.#counts);
   }
@@ -341,6 +398,7 @@ class SyncTreeCopier {
   /** A regular file, as the listing said. */
   #copyFileEntry(folder: Folder, name: Buffer): void {
     const to = this.#destination(folder, name);
+    const relative = childPath(folder.relative, name);
     let seen: Stats | undefined;
     let inode: string | undefined;
     if (folder.previous) {
@@ -352,7 +410,7 @@ class SyncTreeCopier {
         return;
       }
       inode = inodeOf(seen, () => fs.lstatSync(from, { bigint: true }));
-      if (this.#linkWithoutCopy(seen, inode, to, entryPath(folder.previous.prefix, name))) return;
+      if (this.#linkWithoutCopy(seen, inode, to, entryPath(folder.previous.prefix, name), relative)) return;
     }
     const fd = this.#openEntry(folder, name, FILE_FLAGS);
     if (fd === undefined) return;
@@ -365,9 +423,9 @@ class SyncTreeCopier {
       }
       if (seen === undefined) {
         inode = inodeOf(stats, () => fs.fstatSync(fd, { bigint: true }));
-        if (this.#linkWithoutCopy(stats, inode, to, undefined)) return;
+        if (this.#linkWithoutCopy(stats, inode, to, undefined, relative)) return;
       }
-      this.#writeFile(fd, stats, inode, to);
+      this.#writeFile(fd, stats, inode, to, relative);
     } finally {
       fs.closeSync(fd);
     }
@@ -395,54 +453,90 @@ class SyncTreeCopier {
    * the copy of an earlier name of the same `inode` (see `inodeOf`), or its counterpart
    * `previous` in the previous copy when unchanged (which then counts as the first copy).
    */
-  #linkWithoutCopy(stats: Stats, inode: string | undefined, to: Buffer, previous: Buffer | undefined): boolean {
+  #linkWithoutCopy(
+    stats: Stats,
+    inode: string | undefined,
+    to: Buffer,
+    previous: Buffer | undefined,
+    relative: Buffer,
+  ): boolean {
     if (inode !== undefined && this.#links.linkRegistered(inode, to)) {
+      this.#recordFile(relative, to, undefined, ofRegisteredInode(inode));
       this.#countFile(stats);
       return true;
     }
-    if (previous === undefined || !this.#linkUnchanged(previous, to, stats)) return false;
+    const linked = previous === undefined ? undefined : this.#linkUnchanged(previous, to, stats);
+    if (linked === undefined) return false;
+    const checksum = this.#linkedChecksum(to, relative);
     // Only the registered name counts as linked from the previous copy, whichever thread got there first.
-    if (inode === undefined || this.#links.register(inode, to)) {
+    if (inode === undefined || this.#links.register(inode, to, checksum)) {
       this.#counts.filesLinked += 1;
       this.#counts.bytesLinked += stats.size;
+      this.#recordFile(relative, to, linked, checksum);
+    } else {
+      // Now a link to the other thread's copy.
+      this.#recordFile(relative, to, undefined, ofRegisteredInode(inode));
     }
     this.#countFile(stats);
     return true;
   }
 
-  /** Copies the open regular file `fd` to the new file `to`, with its mode, owner and times. */
-  #writeFile(fd: number, stats: Stats, inode: string | undefined, to: Buffer): void {
-    const holes = looksSparse(stats);
-    if (holes || stats.size <= CHUNK_SIZE) {
-      // Through the fd already open, with fd calls only: cheaper than copyFile, which opens the
-      // source again and leaves chown and utimes to path lookups; and the only way to keep holes.
-      const out = fs.openSync(to, NEW_FILE_FLAGS, 0o600);
-      try {
-        if (holes && holdsNoData(fd, stats, this.#fileSystemTypes)) fs.ftruncateSync(out, stats.size);
-        else copyData(fd, out, stats.size, this.#chunkBuffer(), holes, this.#checkStopBetweenChunks);
-        const ownerKept = this.#own(() => fs.fchownSync(out, stats.uid, stats.gid));
-        fs.fchmodSync(out, copyMode(stats.mode, ownerKept));
-        fs.futimesSync(out, seconds(stats.atimeMs), seconds(stats.mtimeMs));
-      } finally {
-        fs.closeSync(out);
-      }
-    } else {
-      // The kernel copies (copy_file_range: no trip through this process, reflinks where the
-      // file system has them). EXCL: the target is new, and it spares ext4 the truncate-and-flush
-      // of an overwrite. copyFile gives the copy the source's mode.
-      fs.copyFileSync(fdPath(fd), to, constants.COPYFILE_EXCL);
-      const ownerKept = this.#own(() => fs.lchownSync(to, stats.uid, stats.gid));
-      // A change of owner clears setuid and setgid, and a copy not owned as its source must not have them.
-      if (hasSetIdBits(stats.mode)) fs.chmodSync(to, copyMode(stats.mode, ownerKept));
-      fs.utimesSync(to, seconds(stats.atimeMs), seconds(stats.mtimeMs));
+  /**
+   * The checksum of `to`, just linked from the previous copy: from the previous manifest (once
+   * the parts are assembled) when there is one, else read from the file, which is not copied.
+   */
+  #linkedChecksum(to: Buffer, relative: Buffer): ChecksumSource | undefined {
+    if (!this.#manifest) return undefined;
+    if (this.#previousChecksums) return inPreviousManifest(relative);
+    return checksumOfFile(to, this.#buffers, this.#fileSystemTypes, this.#checkStopBetweenChunks);
+  }
+
+  /**
+   * Copies the open regular file `fd` to the new file `to`, with its mode, owner and times,
+   * reading it once: each chunk is hashed and written (blocks of zeros of a sparse file hashed
+   * only, so they stay holes), and `bytes` moves between chunks.
+   */
+  #writeFile(fd: number, stats: Stats, inode: string | undefined, to: Buffer, relative: Buffer): void {
+    // With fd calls only, through the fd already open: cheaper than path calls.
+    const out = fs.openSync(to, NEW_FILE_FLAGS, 0o600);
+    let checksum: Checksum;
+    let copy: Stats | undefined;
+    try {
+      const buffer = this.#buffers.for(stats.size);
+      const holes = looksSparse(stats);
+      this.#bytesBeforeFile = this.#counts.bytes;
+      checksum = checksumContents(
+        fd,
+        stats,
+        this.#fileSystemTypes,
+        this.#betweenChunks,
+        (hash) => copyData(fd, out, stats.size, buffer, hash, holes, this.#betweenChunks),
+        () => fs.ftruncateSync(out, stats.size),
+      );
+      // `#countFile` counts the whole file.
+      this.#counts.bytes = this.#bytesBeforeFile;
+      const ownerKept = this.#own(() => fs.fchownSync(out, stats.uid, stats.gid));
+      // After chown, which clears setuid and setgid.
+      fs.fchmodSync(out, copyMode(stats.mode, ownerKept));
+      fs.futimesSync(out, seconds(stats.atimeMs), seconds(stats.mtimeMs));
+      // What the copy holds exactly (times are set to within a microsecond).
+      if (this.#manifest) copy = fs.fstatSync(out);
+    } finally {
+      fs.closeSync(out);
     }
-    if (inode !== undefined) this.#links.register(inode, to);
+    if (inode === undefined || this.#links.register(inode, to, this.#manifest && checksum)) {
+      this.#recordFile(relative, to, copy, checksum);
+    } else {
+      // Now a link to the other thread's copy.
+      this.#recordFile(relative, to, undefined, ofRegisteredInode(inode));
+    }
     this.#countFile(stats);
   }
 
-  /** One per copy, allocated when a first file needs it. */
-  #chunkBuffer(): Buffer {
-    return (this.#chunk ??= Buffer.allocUnsafe(CHUNK_SIZE));
+  /** Writes the manifest line of the file `to`; `copy` is its stats when known, else they are looked up. */
+  #recordFile(relative: Buffer, to: Buffer, copy: CopyStats | undefined, checksum: ChecksumSource | undefined): void {
+    if (!this.#manifest || checksum === undefined) return;
+    this.#manifest.addFile(relative, copy ?? fs.lstatSync(to), checksum);
   }
 
   #copyLink(folder: Folder, name: Buffer, known: Stats | undefined): void {
@@ -467,22 +561,23 @@ class SyncTreeCopier {
     fs.symlinkSync(linkTarget, to);
     this.#own(() => fs.lchownSync(to, stats.uid, stats.gid));
     fs.lutimesSync(to, seconds(stats.atimeMs), seconds(stats.mtimeMs));
+    this.#manifest?.add(linkLine(childPath(folder.relative, name), fs.lstatSync(to), linkTarget));
     this.#counts.links += 1;
     this.#onEntry(this.#counts);
   }
 
   /**
    * Hard-links `previous` (an fd path, never followed) to `to` when it is the same regular file
-   * as `stats` describes: same size, the mode a copy would get (a link shares its inode's mode),
+   * as `stats` describes, and returns the link's stats: same size, the mode a copy would get (a link shares its inode's mode),
    * same mtime, and same owner when owners are kept. Linked first and checked after: what is
    * checked is then exactly what was linked (link(2) links a link itself, never where it leads),
    * and the check is a lookup in the copy rather than another one through an fd path.
    */
-  #linkUnchanged(previous: Buffer, to: Buffer, stats: Stats): boolean {
+  #linkUnchanged(previous: Buffer, to: Buffer, stats: Stats): Stats | undefined {
     try {
       fs.linkSync(previous, to);
     } catch (error) {
-      if (LINK_FALLBACK_CODES.has(errorCode(error) ?? '')) return false;
+      if (LINK_FALLBACK_CODES.has(errorCode(error) ?? '')) return undefined;
       throw error;
     }
     const linked = fs.lstatSync(to);
@@ -493,18 +588,22 @@ class SyncTreeCopier {
       Math.abs(linked.mtimeMs - stats.mtimeMs) < SAME_MTIME_MS &&
       (!this.#keepOwners || (linked.uid === stats.uid && linked.gid === stats.gid))
     ) {
-      return true;
+      return linked;
     }
     fs.unlinkSync(to);
-    return false;
+    return undefined;
   }
 
-  /** Gives a filled folder its owner, mode and times: last, because writing its entries changed its mtime. */
-  #finishDirectory(to: Buffer, stats: FolderStats): void {
+  /**
+   * Gives a filled folder its owner, mode and times: last, because writing its entries changed
+   * its mtime; then its manifest line, `relative` to the copy's target (none for the target).
+   */
+  #finishDirectory(to: Buffer, stats: FolderStats, relative?: Buffer): void {
     const ownerKept = this.#own(() => fs.lchownSync(to, stats.uid, stats.gid));
     // After chown, which may clear setgid.
     fs.chmodSync(to, copyMode(stats.mode, ownerKept));
     fs.utimesSync(to, seconds(stats.atimeMs), seconds(stats.mtimeMs));
+    if (relative !== undefined) this.#manifest?.add(folderLine(relative, fs.lstatSync(to)));
   }
 
   /** Runs `chown` when owners are kept; tells whether the copy now has its source's owner and group. */
@@ -554,12 +653,6 @@ class SyncTreeCopier {
 function located(error: unknown, sourcePath: string): unknown {
   if (errorCode(error) === 'ENAMETOOLONG') return new PathTooLongError(sourcePath, { cause: error });
   return namedAfter(error, sourcePath);
-}
-
-/** A warning's path: decoded for display, and its bytes too when decoding lost some. */
-function displayPath(relative: Buffer): Pick<CopyWarning, 'path' | 'pathBase64'> {
-  const shown = relative.toString();
-  return isUtf8(relative) ? { path: shown } : { path: shown, pathBase64: relative.toString('base64') };
 }
 
 function open(fd: number): { fd: number; prefix: Buffer } {

@@ -1,3 +1,4 @@
+import { promises as fs } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import {
   MAX_LISTED_WARNINGS,
@@ -7,7 +8,10 @@ import {
   type CopyWarnings,
 } from './copy-counts.js';
 import { runOnThread } from './copy-threads.js';
+import type { ManifestOutput } from './copy-tree-sync.js';
+import { errorCode } from './errno.js';
 import { linkRegistryOf } from './hard-links.js';
+import { manifestPartsOf } from './manifest-parts.js';
 import { removeTree } from './remove-tree.js';
 import { ACTIVE, STOP, sharedState, type ThreadTask } from './thread-protocol.js';
 
@@ -35,7 +39,30 @@ export interface CopyOptions {
    * less per file than concurrent async copies). Default: one per core.
    */
   threads?: number;
+  /** Write the copy's manifest. Default: none. */
+  manifest?: ManifestOptions;
 }
+
+export interface ManifestOptions {
+  /**
+   * The new file to write the manifest to: one line per entry below the target (see
+   * `ManifestEntry`), in no particular order, each file with the SHA-256 of its contents.
+   */
+  file: string;
+  /**
+   * The manifest of `previous`: files linked from there take their checksums from it rather
+   * than being read. Default (or when the file is missing): linked files are read.
+   */
+  previous?: string;
+}
+
+export interface CopyResult extends CopyReport {
+  /** With `manifest`: the SHA-256 (hex) of the manifest file as written. */
+  manifestSha256?: string;
+}
+
+/** A copy's manifest as its tasks write it, each into its own part. */
+type ManifestParts = Omit<ManifestOutput, 'part'>;
 
 /**
  * Copies `source` (a real path: a directory or a regular file) into `target`, which
@@ -54,29 +81,77 @@ export interface CopyOptions {
  * per core, a thread handing a folder to another whenever one is free (the per-file cost is
  * mostly kernel work, which then overlaps). Memory does not grow with the number of files.
  *
- * Rejects with the first error met, once every thread has stopped, and leaves the
- * partial target in place: removing it is the caller's decision. An abort takes
- * effect before the next entry, so within the time one file takes to copy. The copy's
- * record of hard links, `${target}.links`, is removed either way.
+ * Every file copied is read once, each chunk hashed (SHA-256) and written, and `bytes` moves
+ * between chunks, so progress shows inside a large file. With `manifest`, the threads write
+ * their entries' lines to parts beside the target, `${target}.lines`, assembled into the
+ * manifest file at the end (see `assembleManifestSync`).
+ *
+ * Rejects with the first error met, once every thread has stopped, and leaves the partial
+ * target (and a partial manifest file) in place: removing them is the caller's decision. An
+ * abort takes effect before the next entry or chunk of a file. The copy's record of hard
+ * links, `${target}.links`, and the manifest's parts are removed either way.
  */
-export async function copyTree(source: string, target: string, options: CopyOptions = {}): Promise<CopyReport> {
+export async function copyTree(source: string, target: string, options: CopyOptions = {}): Promise<CopyResult> {
   options.signal?.throwIfAborted();
   const links = linkRegistryOf(target);
+  const parts = manifestPartsOf(target);
+  const removeScratch = async () => {
+    await removeTree(links);
+    await removeTree(parts);
+  };
   // Left by a copy into the same target that died: its entries lead to files of that copy.
-  await removeTree(links);
-  let report: CopyReport;
+  await removeScratch();
+  let result: CopyResult;
   try {
-    report = await copyOnThreads(source, target, options);
+    result = await copyWithManifest(source, target, options, { links, parts });
   } catch (error) {
     // The copy's own error is the one to report.
-    await removeTree(links).catch(() => undefined);
+    await removeScratch().catch(() => undefined);
     throw error;
   }
-  await removeTree(links);
-  return report;
+  await removeScratch();
+  return result;
 }
 
-async function copyOnThreads(source: string, target: string, options: CopyOptions): Promise<CopyReport> {
+async function copyWithManifest(
+  source: string,
+  target: string,
+  options: CopyOptions,
+  scratch: { links: string; parts: string },
+): Promise<CopyResult> {
+  const { manifest, signal } = options;
+  if (!manifest) return copyOnThreads(source, target, options, undefined);
+  await fs.mkdir(scratch.parts, { mode: 0o700 });
+  const previousManifest = options.previous === undefined ? undefined : manifest.previous;
+  const previousChecksums = previousManifest !== undefined && (await exists(previousManifest));
+  const report = await copyOnThreads(source, target, options, { parts: scratch.parts, previousChecksums });
+  const assembly = {
+    parts: scratch.parts,
+    output: manifest.file,
+    target,
+    links: scratch.links,
+    previousManifest: previousChecksums ? previousManifest : undefined,
+  };
+  const manifestSha256 = await runOnThread<string>({ kind: 'manifest', assembly, state: sharedState() }, { signal });
+  return { ...report, manifestSha256 };
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.access(file);
+    return true;
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return false;
+    throw error;
+  }
+}
+
+async function copyOnThreads(
+  source: string,
+  target: string,
+  options: CopyOptions,
+  manifest: ManifestParts | undefined,
+): Promise<CopyReport> {
   const { previous, signal, onProgress } = options;
   const threads = Math.max(1, options.threads ?? availableParallelism());
   const state = sharedState();
@@ -93,6 +168,7 @@ async function copyOnThreads(source: string, target: string, options: CopyOption
   };
 
   let nextId = 0;
+  const partOf = (id: number): ManifestOutput | undefined => manifest && { ...manifest, part: id };
   const start = (task: ThreadTask, id: number) => {
     const work = runOnThread<CopyReport>(task, {
       signal,
@@ -106,7 +182,10 @@ async function copyOnThreads(source: string, target: string, options: CopyOption
           }
         }
       },
-      onDelegate: (subtree) => start({ kind: 'subtree', source, target, subtree, state, threads }, (nextId += 1)),
+      onDelegate: (subtree) => {
+        nextId += 1;
+        start({ kind: 'subtree', source, target, subtree, manifest: partOf(nextId), state, threads }, nextId);
+      },
     }).then(
       (report) => {
         reports.push(report);
@@ -120,7 +199,7 @@ async function copyOnThreads(source: string, target: string, options: CopyOption
     });
     running.add(tracked);
   };
-  start({ kind: 'copy', source, target, previous, state, threads }, nextId);
+  start({ kind: 'copy', source, target, previous, manifest: partOf(nextId), state, threads }, nextId);
   // Tasks start more tasks: wait until none is left.
   while (running.size > 0) await Promise.all(running);
 

@@ -1,4 +1,5 @@
 import fs, { type Stats } from 'node:fs';
+import type { Hash } from 'node:crypto';
 import { fdPath } from './open-at.js';
 
 // statfs(2) types of local file systems whose st_blocks counts every block holding data, so a
@@ -8,9 +9,19 @@ const HONEST_BLOCK_COUNTS = new Set([0xef53, 0x58465342, 0x9123683e, 0x01021994,
 const INLINE_LIMIT = 1024 * 1024;
 // The unit in which zeros are left out: a file system block.
 const HOLE_BLOCK = 4096;
-/** Bytes read at a time (a multiple of `HOLE_BLOCK`). */
+/** Bytes read at a time from a file that fits in a few of them (a multiple of `HOLE_BLOCK`). */
 export const CHUNK_SIZE = 32 * HOLE_BLOCK;
-const ZEROS = Buffer.alloc(HOLE_BLOCK);
+/**
+ * Bytes read at a time from larger files: fewer calls per byte, and still small enough that
+ * progress and a stop are seen many times a second (a multiple of `HOLE_BLOCK`).
+ */
+export const BIG_CHUNK_SIZE = 256 * HOLE_BLOCK;
+/** A file holding no data and larger than this is not hashed (see `ManifestEntry.noData`). */
+export const HASHED_ZEROS_LIMIT = 2 ** 30;
+const ZEROS = Buffer.alloc(BIG_CHUNK_SIZE);
+
+/** Called between chunks with the bytes done so far; may throw to stop. */
+export type BetweenChunks = (done: number) => void;
 
 /** Whether a file system (by its statfs(2) type) counts in st_blocks every block that holds data. */
 export function countsBlocksHonestly(fileSystemType: number): boolean {
@@ -40,30 +51,64 @@ export function holdsNoData(fd: number, stats: Stats, types: Map<number, number>
 
 /**
  * Copies the open file `from`, of `size` bytes when it was fstat'ed, into the open, empty file
- * `to`, through `buffer` (`CHUNK_SIZE` bytes). With `holes`, as `cp --sparse=auto` does: blocks
- * of zeros are not written, so they stay holes, and the size is set last. Calls `checkStop`
- * between chunks, so a huge file does not hold up a stop.
+ * `to`, through `buffer` (a multiple of `HOLE_BLOCK`), feeding every byte read to `hash` on the
+ * way: the file is read once for both. With `holes`, as `cp --sparse=auto` does: blocks of
+ * zeros are hashed but not written, so they stay holes, and the size is set last. Calls
+ * `between` between chunks, so a huge file shows progress and does not hold up a stop.
  */
 export function copyData(
   from: number,
   to: number,
   size: number,
   buffer: Buffer,
+  hash: Hash,
   holes: boolean,
-  checkStop: () => void,
+  between: BetweenChunks,
 ): void {
+  const position = readChunks(from, size, buffer, between, (read, at) => {
+    const chunk = read === buffer.length ? buffer : buffer.subarray(0, read);
+    hash.update(chunk);
+    if (holes) writeData(to, buffer, read, at);
+    else writeAll(to, buffer, 0, read, at);
+  });
+  if (holes) fs.ftruncateSync(to, position);
+}
+
+/** Feeds the contents of the open file `from` (of `size` bytes when fstat'ed) to `hash`, through `buffer`. */
+export function hashData(from: number, size: number, buffer: Buffer, hash: Hash, between: BetweenChunks): void {
+  readChunks(from, size, buffer, between, (read) => {
+    hash.update(read === buffer.length ? buffer : buffer.subarray(0, read));
+  });
+}
+
+/** Feeds `size` zeros to `hash` without reading anything: the contents of a file that holds no data. */
+export function hashZeros(size: number, hash: Hash, between: BetweenChunks): void {
+  for (let done = 0; done < size;) {
+    const length = Math.min(ZEROS.length, size - done);
+    hash.update(length === ZEROS.length ? ZEROS : ZEROS.subarray(0, length));
+    done += length;
+    if (done < size) between(done);
+  }
+}
+
+/** Reads `from` through `buffer` to its end, handing each chunk to `use`; returns the bytes read. */
+function readChunks(
+  from: number,
+  size: number,
+  buffer: Buffer,
+  between: BetweenChunks,
+  use: (read: number, position: number) => void,
+): number {
   let position = 0;
   for (;;) {
     const read = fs.readSync(from, buffer, 0, buffer.length, position);
-    if (holes) writeData(to, buffer, read, position);
-    else writeAll(to, buffer, 0, read, position);
+    use(read, position);
     position += read;
     // A short read past the known size is the end, which spares a small file a second read;
     // before it, a short read (FUSE, NFS) is only a short read.
-    if (read === 0 || (read < buffer.length && position >= size)) break;
-    checkStop();
+    if (read === 0 || (read < buffer.length && position >= size)) return position;
+    between(position);
   }
-  if (holes) fs.ftruncateSync(to, position);
 }
 
 /** Writes the blocks of `buffer[0, length)` that are not all zeros, at `base` onwards. */
@@ -84,4 +129,9 @@ function writeData(fd: number, buffer: Buffer, length: number, base: number): vo
 /** Writes `buffer[start, end)` at `base + start`, however many calls it takes. */
 function writeAll(fd: number, buffer: Buffer, start: number, end: number, base: number): void {
   for (let at = start; at < end;) at += fs.writeSync(fd, buffer, at, end - at, base + at);
+}
+
+/** Writes all of `bytes` at the current position of `fd`, however many calls it takes. */
+export function appendAll(fd: number, bytes: Uint8Array): void {
+  for (let at = 0; at < bytes.length;) at += fs.writeSync(fd, bytes, at);
 }

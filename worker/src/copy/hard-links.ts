@@ -34,14 +34,18 @@ export class LinkRegistry {
   }
 
   /**
-   * Registers `to`, a complete copy, as the copy of inode `key`. When another thread registered
-   * its own copy first, `to` is replaced by a link to that one, and the answer is false.
+   * Registers `to`, a complete copy, as the copy of inode `key`, with its `checksum` (or where
+   * to find it) when the copy has a manifest. When another thread registered its own copy
+   * first, `to` is replaced by a link to that one, and the answer is false.
    */
-  register(key: string, to: Buffer): boolean {
+  register(key: string, to: Buffer, checksum?: string): boolean {
     const entry = this.#entry(key);
     for (let created = false; ; created = true) {
       try {
         fs.linkSync(to, entry);
+        // After the link: a later name may be linked before this is written, but its manifest
+        // line looks the checksum up only once every thread is done (see manifest-assembly.ts).
+        if (checksum !== undefined) fs.writeFileSync(checksumFileOf(entry), checksum, { mode: 0o600 });
         return true;
       } catch (error) {
         const code = errorCode(error);
@@ -78,6 +82,11 @@ export class LinkRegistry {
     return true;
   }
 
+  /** What `register` recorded as the checksum of the registered copy of inode `key`. */
+  recordedChecksum(key: string): string {
+    return fs.readFileSync(checksumFileOf(this.#entry(key)), 'latin1');
+  }
+
   #create(): void {
     try {
       fs.mkdirSync(this.#folder, { mode: 0o700 });
@@ -90,4 +99,9 @@ export class LinkRegistry {
   #entry(key: string): string {
     return `${this.#folder}/${key}`;
   }
+}
+
+// Beside its entry, under a name no entry or spare link (`<entry>.<thread id>`) can have.
+function checksumFileOf(entry: string): string {
+  return `${entry}.sum`;
 }

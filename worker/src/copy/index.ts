@@ -1,5 +1,13 @@
 export { copyTree, UnsupportedSourceError } from './copy-tree.js';
-export type { CopyCounts, CopyOptions, CopyReport, CopyWarning, CopyWarnings } from './copy-tree.js';
+export type {
+  CopyCounts,
+  CopyOptions,
+  CopyReport,
+  CopyResult,
+  CopyWarning,
+  CopyWarnings,
+  ManifestOptions,
+} from './copy-tree.js';
 export { MAX_LISTED_WARNINGS } from './copy-counts.js';
 export { measureTree } from './measure-tree.js';
 export type { TreeSize } from './measure-tree.js';

@@ -6,7 +6,7 @@ import { copyTree, type CopyOptions, type CopyReport } from './copy-tree.js';
 import { openDestinationFolder } from './destination-folder.js';
 import { errorCode } from './errno.js';
 import { removeTree } from './remove-tree.js';
-import { METADATA_FOLDER } from './manifest-file.js';
+import { METADATA_FOLDER, manifestPathOf } from './manifest-file.js';
 import { toSnapshotFailure, type SnapshotPaths } from './snapshot-failure.js';
 
 export interface SnapshotRequest {
@@ -48,6 +48,8 @@ export interface SnapshotRequest {
 export interface SnapshotResult extends CopyReport {
   /** The snapshot folder, `<backupRoot>/<destination>/<snapshotName>`. */
   path: string;
+  /** SHA-256 (hex) of the snapshot's manifest file (see `manifestPathOf`), for the catalog. */
+  manifestSha256: string;
   /** Time spent copying, in milliseconds. */
   durationMs: number;
 }
@@ -68,6 +70,8 @@ const SNAPSHOT_NAME = /^\d{8}T\d{6}\.\d{3}Z-(.+)$/;
 const PARTIAL_PREFIX = '.partial-';
 // Job ids never hold '+', so `.partial-<id>+…` belongs to exactly one job.
 const ATTEMPT_SEPARATOR = '+';
+// A manifest's name is its snapshot's followed by this (see `manifestPathOf`).
+const MANIFEST_SUFFIX = path.basename(manifestPathOf('snapshot')).slice('snapshot'.length);
 
 /** What Coffer records beside each snapshot, in `<folder>/.coffer/<snapshot name>.json`. */
 interface SnapshotMetadata {
@@ -84,8 +88,10 @@ export function snapshotName(startedAt: Date, jobId: string): string {
 /**
  * Copies `source` into a new snapshot, all or nothing: the copy is made in a hidden
  * `.partial-<jobId>+<attempt>` folder beside the snapshot and renamed to its final name only
- * once complete, and only while this attempt still owns the job. On failure or abort the
- * partial folder is removed and the error rethrown: a `JobFailure` when its cause is known,
+ * once complete, and only while this attempt still owns the job. Its manifest is written
+ * beside the partial folder, as `.partial-<jobId>+<attempt>.manifest`, and moved to its place
+ * (see `manifestPathOf`) just before the folder gets its name, so a snapshot never lacks one. On failure or abort the partial folder
+ * and the manifest are removed and the error rethrown: a `JobFailure` when its cause is known,
  * the abort reason unchanged, `AttemptSuperseded` when the job changed hands, anything else
  * unchanged (transient).
  */
@@ -104,18 +110,29 @@ export async function createSnapshot(request: SnapshotRequest): Promise<Snapshot
   const name = snapshotName(request.startedAt, request.jobId);
   const partial = path.join(folder, `${PARTIAL_PREFIX}${request.jobId}${ATTEMPT_SEPARATOR}${attempt}`);
   const finalPath = path.join(folder, name);
+  const manifest = manifestPathOf(finalPath);
+  // Named as the partial folder, so that the next attempt removes it along with that.
+  const manifestDraft = `${partial}.manifest`;
+  // Only a manifest this attempt renamed is its own to remove: another attempt's may have the same name.
+  let manifestPlaced = false;
   const stillOwned = request.stillOwned ?? (async () => true);
   const started = performance.now();
   try {
-    const report = await copyTree(request.source, partial, {
-      previous: request.incremental === false ? undefined : previous,
+    const base = request.incremental === false ? undefined : previous;
+    const { manifestSha256, ...report } = await copyTree(request.source, partial, {
+      previous: base,
       threads: request.threads,
       signal: request.signal,
       onProgress: request.onProgress,
+      manifest: { file: manifestDraft, previous: base && manifestPathOf(base) },
     });
+    if (manifestSha256 === undefined) throw new Error('the copy wrote no manifest');
     // A job cancelled after its last file must not appear as a finished snapshot.
     request.signal?.throwIfAborted();
     if (!(await stillOwned())) throw new AttemptSuperseded(request.jobId);
+    await fs.mkdir(path.dirname(manifest), { recursive: true });
+    await fs.rename(manifestDraft, manifest);
+    manifestPlaced = true;
     await fs.rename(partial, finalPath);
     // After the rename, so a record never outlives a snapshot that never got its name.
     await writeMetadata(folder, name, { source: request.source, jobId: request.jobId });
@@ -123,11 +140,14 @@ export async function createSnapshot(request: SnapshotRequest): Promise<Snapshot
     // then the snapshot is the new owner's to make, not this one's.
     if (!(await stillOwned())) {
       await fs.rm(metadataPath(folder, name), { force: true });
+      await fs.rm(manifest, { force: true });
       await discard(finalPath);
       throw new AttemptSuperseded(request.jobId);
     }
-    return { ...report, path: finalPath, durationMs: Math.round(performance.now() - started) };
+    return { ...report, path: finalPath, manifestSha256, durationMs: Math.round(performance.now() - started) };
   } catch (error) {
+    await fs.rm(manifestDraft, { force: true }).catch(() => undefined);
+    if (manifestPlaced) await fs.rm(manifest, { force: true }).catch(() => undefined);
     await discard(partial);
     if (request.signal?.aborted) throw request.signal.reason;
     if (error instanceof AttemptSuperseded) throw error;
@@ -138,8 +158,8 @@ export async function createSnapshot(request: SnapshotRequest): Promise<Snapshot
 /**
  * Removes what earlier attempts of the same job left: their partial folders, and a final
  * folder one may have renamed just before dying, unrecorded (redoing the copy is safer than
- * trusting it). An attempt runs only once the earlier ones lost the job, so none of theirs is
- * still wanted.
+ * trusting it), and their manifests, whole or partial. An attempt runs only once the earlier
+ * ones lost the job, so none of theirs is still wanted.
  *
  * Returns the newest complete snapshot of the same source in the folder, if any: a final name
  * appears only once a copy is complete, `.partial-*` folders never qualify, and a snapshot of
@@ -158,6 +178,9 @@ async function prepareFolder(folder: string, jobId: string, source: string): Pro
       snapshots.push(entry.name);
     }
   }
+  // Before their folders, so that an attempt dying in between leaves no manifest of a folder
+  // that no longer exists; what it leaves is named after this job, and the next one removes it.
+  for (const manifest of await manifestsOf(folder, jobId)) await fs.rm(manifest, { force: true });
   for (const leftover of leftovers) {
     // The record before its folder, as it is written after: an attempt that dies in between
     // leaves a folder named after this job, which the next attempt removes, never a record
@@ -170,6 +193,24 @@ async function prepareFolder(folder: string, jobId: string, source: string): Pro
     if ((await readMetadata(folder, name))?.source === source) return path.join(folder, name);
   }
   return undefined;
+}
+
+/** The manifests of snapshots named after `jobId` in `folder`. */
+async function manifestsOf(folder: string, jobId: string): Promise<string[]> {
+  const metadata = path.join(folder, METADATA_FOLDER);
+  let names: string[];
+  try {
+    names = await fs.readdir(metadata);
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return [];
+    throw error;
+  }
+  return names
+    .filter(
+      (name) =>
+        name.endsWith(MANIFEST_SUFFIX) && SNAPSHOT_NAME.exec(name.slice(0, -MANIFEST_SUFFIX.length))?.[1] === jobId,
+    )
+    .map((name) => path.join(metadata, name));
 }
 
 function isPartialOf(name: string, jobId: string): boolean {

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import type { CopyCounts, CopyReport } from './copy-counts.js';
-import type { Subtree } from './copy-tree-sync.js';
+import type { ManifestOutput, Subtree } from './copy-tree-sync.js';
 import { errorDest, isErrnoException } from './errno.js';
+import type { ManifestAssembly } from './manifest-assembly.js';
 import type { TreeSize } from './measure-tree-sync.js';
 import { PathTooLongError } from './path-too-long.js';
 import { UnsupportedSourceError } from './unsupported-source.js';
@@ -10,12 +11,30 @@ import { UnsupportedSourceError } from './unsupported-source.js';
  * Work for a copy thread. `state` is shared by every task of one copy: Int32 `STOP` set to 1
  * stops them at their next entry; `ACTIVE` counts the copy's running tasks, which hand
  * folders to new ones (`delegate`) while fewer than `threads` run. A `subtree` task carries
- * open folders, which the thread that runs it closes.
+ * open folders, which the thread that runs it closes. A `manifest` task assembles the lines the
+ * copy tasks wrote (`manifest`) once they are all done, and answers the manifest's SHA-256.
  */
 export type ThreadTask =
-  | { kind: 'copy'; source: string; target: string; previous?: string; state: SharedArrayBuffer; threads: number }
-  | { kind: 'subtree'; source: string; target: string; subtree: Subtree; state: SharedArrayBuffer; threads: number }
-  | { kind: 'measure'; source: string; state: SharedArrayBuffer };
+  | {
+      kind: 'copy';
+      source: string;
+      target: string;
+      previous?: string;
+      manifest?: ManifestOutput;
+      state: SharedArrayBuffer;
+      threads: number;
+    }
+  | {
+      kind: 'subtree';
+      source: string;
+      target: string;
+      subtree: Subtree;
+      manifest?: ManifestOutput;
+      state: SharedArrayBuffer;
+      threads: number;
+    }
+  | { kind: 'measure'; source: string; state: SharedArrayBuffer }
+  | { kind: 'manifest'; assembly: ManifestAssembly; state: SharedArrayBuffer };
 
 /** Closes the open folders of a task that no thread will run. */
 export function discardTask(task: ThreadTask): void {
@@ -35,7 +54,7 @@ export function sharedState(): SharedArrayBuffer {
 export type ThreadMessage =
   | { type: 'progress'; counts: CopyCounts }
   | { type: 'delegate'; subtree: Subtree }
-  | { type: 'done'; value: CopyReport | TreeSize }
+  | { type: 'done'; value: CopyReport | TreeSize | string }
   | { type: 'stopped' }
   | { type: 'failed'; error: SerializedError };
 
