@@ -47,7 +47,7 @@ describe('POST /backup accepts a backup request', () => {
     expect(res.headers.location).toBe(`/jobs/${body.id}`);
 
     const job = await api.app.backupQueue.getJob(body.id);
-    expect(job?.data).toEqual({ source: folder, destination: 'data', actor: 'admin' });
+    expect(job?.data).toEqual({ source: folder, destination: 'data', incremental: true, actor: 'admin' });
     expect(await job?.getState()).toBe('waiting');
 
     const rows = await logRows(api.db, 'job_id = ?', [body.id]);
@@ -71,6 +71,7 @@ describe('POST /backup accepts a backup request', () => {
       source: folder,
       destination: 'nightly/db-1',
       actor: 'admin',
+      incremental: true,
     });
     const rows = await logRows(api.db, 'job_id = ?', [id]);
     expect(rows.map((row) => [row.status, row.destination])).toEqual([['queued', 'nightly/db-1']]);
@@ -90,6 +91,7 @@ describe('POST /backup accepts a backup request', () => {
       source: folder,
       destination: 'data',
       actor: 'admin',
+      incremental: true,
     });
     const rows = await logRows(api.db, 'job_id = ?', [id]);
     expect(rows.map((row) => row.parameter)).toEqual([folder]);
@@ -105,6 +107,7 @@ describe('POST /backup accepts a backup request', () => {
       source: file,
       destination: 'notes.txt',
       actor: 'admin',
+      incremental: true,
     });
   });
 
@@ -118,6 +121,7 @@ describe('POST /backup accepts a backup request', () => {
       source,
       destination: 'my_photos__2024_',
       actor: 'admin',
+      incremental: true,
     });
   });
 });

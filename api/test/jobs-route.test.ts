@@ -61,6 +61,7 @@ describe('GET /jobs/:id', () => {
     const view = res.json<JobViewBody>();
     expect(view).toEqual({
       id,
+      kind: 'backup',
       status: 'queued',
       source: folder,
       destination: 'nightly/db-1',
@@ -100,6 +101,7 @@ describe('GET /jobs/:id', () => {
     const view = res.json<JobViewBody>();
     expect(view).toEqual({
       id,
+      kind: 'backup',
       status: 'completed',
       source: folder,
       destination: 'data',

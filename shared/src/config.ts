@@ -225,9 +225,11 @@ export function loadConfig(env: Env = process.env): CofferConfig {
   }
   // Restores go back where backups come from unless told otherwise.
   const restoreRoots = typeof parsed.RESTORE_ROOTS === 'string' ? splitRoots(parsed.RESTORE_ROOTS) : sourceRoots;
-  if (restoreRoots.length === 0) problems.push('RESTORE_ROOTS must name at least one folder');
-  for (const root of restoreRoots) {
-    if (!isAbsolute(root)) problems.push(`RESTORE_ROOTS entries must be absolute paths, got "${root}"`);
+  if (typeof parsed.RESTORE_ROOTS === 'string') {
+    if (restoreRoots.length === 0) problems.push('RESTORE_ROOTS must name at least one folder');
+    for (const root of restoreRoots) {
+      if (!isAbsolute(root)) problems.push(`RESTORE_ROOTS entries must be absolute paths, got "${root}"`);
+    }
   }
   const corsOrigins = typeof parsed.CORS_ORIGINS === 'string' ? splitOrigins(parsed.CORS_ORIGINS) : [];
   for (const origin of corsOrigins) {
