@@ -46,7 +46,7 @@ async function recordSnapshot(destination: string, actor: string | null, name?: 
     actor,
   };
   const row = {
-    action: 'backup',
+    action: 'backup' as const,
     parameter: snapshot.source,
     jobId: id,
     attempt: 1,

@@ -15,6 +15,11 @@ export const PARTIAL_PREFIX = '.partial-';
 /** The hidden folder in each destination where Coffer keeps its own metadata. */
 export const METADATA_FOLDER = '.coffer';
 
+/** Where the manifest of the snapshot folder `snapshotPath` lives: `<folder>/.coffer/<name>.manifest.ndjson`. */
+export function manifestPathOf(snapshotPath: string): string {
+  return posix.join(posix.dirname(snapshotPath), METADATA_FOLDER, `${posix.basename(snapshotPath)}.manifest.ndjson`);
+}
+
 /**
  * True for a name Coffer itself creates inside a destination folder: a snapshot, a partial copy
  * or the metadata folder. A destination with such a segment would lie inside a snapshot (or

@@ -1,12 +1,6 @@
 import { createReadStream, type ReadStream } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { METADATA_FOLDER, type ManifestEntry } from '@coffer/shared';
-
-/** Where the manifest of the snapshot folder `snapshotPath` lives: `<folder>/.coffer/<name>.manifest.ndjson`. */
-export function manifestPathOf(snapshotPath: string): string {
-  return join(dirname(snapshotPath), METADATA_FOLDER, `${basename(snapshotPath)}.manifest.ndjson`);
-}
+import { manifestPathOf, type ManifestEntry } from '@coffer/shared';
 
 /** Opens a manifest for reading; null when it is not there. */
 export async function openManifest(snapshotPath: string): Promise<ReadStream | null> {

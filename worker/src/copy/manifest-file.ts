@@ -1,17 +1,10 @@
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { JobFailure } from '@coffer/shared/failure';
+import { manifestPathOf } from '@coffer/shared/path-policy';
 import type { ManifestEntry } from '@coffer/shared/job-contract';
 
-/** Coffer's own files about the snapshots of a destination folder (never inside a snapshot). */
-export const METADATA_FOLDER = '.coffer';
-const MANIFEST_SUFFIX = '.manifest.ndjson';
-
-/** Where the manifest of the snapshot folder `snapshotPath` lives: `<folder>/.coffer/<name>.manifest.ndjson`. */
-export function manifestPathOf(snapshotPath: string): string {
-  return path.join(path.dirname(snapshotPath), METADATA_FOLDER, `${path.basename(snapshotPath)}${MANIFEST_SUFFIX}`);
-}
+export { METADATA_FOLDER, manifestPathOf } from '@coffer/shared/path-policy';
 
 /** An entry's path relative to the snapshot root, as the bytes the file system holds. */
 export function entryPathBytes(entry: Pick<ManifestEntry, 'path' | 'pathBase64'>): Buffer {
