@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
+import { join } from 'node:path';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { createConnection, type Connection, type RowDataPacket } from 'mysql2/promise';
 import { expect } from 'vitest';
-import { loadConfig, type BackupJobData, type CofferConfig } from '@coffer/shared';
+import { loadConfig, type BackupJobData, type CofferConfig, type SnapshotFacts } from '@coffer/shared';
 import { buildApp } from '../src/app.js';
 import type { Role } from '../src/auth/roles.js';
 import { createToken, ensureAdminToken } from '../src/auth/token-admin.js';
@@ -300,4 +302,41 @@ export async function createOutage(url: string): Promise<Outage> {
       if (relay) await new Promise<void>((resolve) => relay.close(() => resolve()));
     },
   };
+}
+
+/**
+ * Records a completed backup's snapshot the way its worker does: the catalog change rides on
+ * the job's `completed` log row (after its `queued` row). The snapshot folder is not created.
+ */
+export async function recordSnapshot(
+  app: FastifyInstance,
+  backupRoot: string,
+  fields: Pick<SnapshotFacts, 'destination' | 'source' | 'actor'> & Partial<SnapshotFacts>,
+): Promise<SnapshotFacts> {
+  const id = fields.id ?? randomUUID();
+  const snapshot: SnapshotFacts = {
+    id,
+    path: join(backupRoot, fields.destination, `20261129T010203.456Z-${id}`),
+    createdAt: new Date().toISOString(),
+    files: 2,
+    bytes: 5,
+    filesLinked: 1,
+    bytesLinked: 2,
+    manifestSha256: 'b'.repeat(64),
+    ...fields,
+  };
+  const row = {
+    action: 'backup' as const,
+    parameter: snapshot.source,
+    jobId: id,
+    attempt: 1,
+    worker: 'test',
+    destination: snapshot.destination,
+    actor: snapshot.actor,
+  };
+  await app.logStore.append([
+    { ...row, status: 'queued' },
+    { ...row, status: 'completed', snapshot: snapshot.path, catalog: { kind: 'snapshot', snapshot } },
+  ]);
+  return snapshot;
 }

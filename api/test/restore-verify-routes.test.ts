@@ -12,6 +12,7 @@ import {
   issueToken,
   lastLogId,
   matching,
+  recordSnapshot as recordSnapshotAs,
   startApi,
   type ApiHarness,
   type Requester,
@@ -57,36 +58,20 @@ afterAll(async () => {
 });
 
 /** Records a completed backup's snapshot the way its worker does: in the transaction of its completed row. */
-async function recordSnapshot(actor: string | null = 'admin'): Promise<SnapshotFacts> {
+function recordSnapshot(actor: string | null = 'admin'): Promise<SnapshotFacts> {
   const id = randomUUID();
   const destination = `data-${id.slice(0, 8)}`;
-  const snapshot: SnapshotFacts = {
+  return recordSnapshotAs(api.app, backupRoot, {
     id,
     destination,
     source: join(srv, 'data'),
-    path: join(backupRoot, destination, `20261129T010203.456Z-${id}`),
-    createdAt: new Date().toISOString(),
+    actor,
     files: 3,
     bytes: 30,
     filesLinked: 0,
     bytesLinked: 0,
     manifestSha256: 'c'.repeat(64),
-    actor,
-  };
-  const row = {
-    action: 'backup' as const,
-    parameter: snapshot.source,
-    jobId: id,
-    attempt: 1,
-    worker: 'test',
-    destination,
-    actor,
-  };
-  await api.app.logStore.append([
-    { ...row, status: 'queued' },
-    { ...row, status: 'completed', snapshot: snapshot.path, catalog: { kind: 'snapshot', snapshot } },
-  ]);
-  return snapshot;
+  });
 }
 
 /** What a restore or verify job must carry of its snapshot, so that its worker needs no catalog lookup. */

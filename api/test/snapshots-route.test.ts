@@ -4,7 +4,16 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ManifestEntry, SnapshotFacts } from '@coffer/shared';
-import { allPages, collect, expectError, issueToken, startApi, type ApiHarness, type Requester } from './helpers.js';
+import {
+  allPages,
+  collect,
+  expectError,
+  issueToken,
+  recordSnapshot as recordSnapshotAs,
+  startApi,
+  type ApiHarness,
+  type Requester,
+} from './helpers.js';
 
 /** A snapshot as the API shows it: its backup's facts but the token, and what happened since. */
 type SnapshotBody = Omit<SnapshotFacts, 'actor'> & {
@@ -29,36 +38,10 @@ afterAll(async () => {
   await api.close();
 });
 
-/** Records a completed backup's snapshot the way its worker does: with its completed log row. */
-async function recordSnapshot(destination: string, actor: string | null, name?: string): Promise<SnapshotFacts> {
+function recordSnapshot(destination: string, actor: string | null, name?: string): Promise<SnapshotFacts> {
   const id = randomUUID();
-  const snapshot: SnapshotFacts = {
-    id,
-    destination,
-    source: `/srv/${destination}`,
-    path: join(api.env.backups, destination, name ?? `20261129T010203.456Z-${id}`),
-    createdAt: new Date().toISOString(),
-    files: 2,
-    bytes: 5,
-    filesLinked: 1,
-    bytesLinked: 2,
-    manifestSha256: 'b'.repeat(64),
-    actor,
-  };
-  const row = {
-    action: 'backup' as const,
-    parameter: snapshot.source,
-    jobId: id,
-    attempt: 1,
-    worker: 'test',
-    destination,
-    actor,
-  };
-  await api.app.logStore.append([
-    { ...row, status: 'queued' },
-    { ...row, status: 'completed', snapshot: snapshot.path, catalog: { kind: 'snapshot', snapshot } },
-  ]);
-  return snapshot;
+  const path = join(api.env.backups, destination, name ?? `20261129T010203.456Z-${id}`);
+  return recordSnapshotAs(api.app, api.env.backups, { id, destination, source: `/srv/${destination}`, actor, path });
 }
 
 const uniqueDestination = (what: string) => `${what}-${randomUUID().slice(0, 8)}`;

@@ -41,7 +41,7 @@ export interface Attempt<K extends JobKind> {
   /** Aborted on cancel, shutdown or lock loss; the runner stops and rejects. */
   signal: AbortSignal | undefined;
   /** False once another attempt owns the job: this one must then leave nothing behind. */
-  stillOwned(): Promise<boolean>;
+  stillOwned: () => Promise<boolean>;
   progress: ProgressReporter;
 }
 
@@ -163,14 +163,17 @@ export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
       }
       if (signal?.aborted && signal.reason === SHUTDOWN_REASON) {
         // Not the job's fault: give it back without using up an attempt; another worker takes it.
-        await outbox.record([
-          {
-            ...row,
-            status: 'retrying',
-            code: 'WORKER_STOPPED',
-            message: 'worker stopped; job handed back to the queue',
-          },
-        ]);
+        // The hand-back matters more than its row: a lost row leaves the log one line short.
+        await outbox
+          .record([
+            {
+              ...row,
+              status: 'retrying',
+              code: 'WORKER_STOPPED',
+              message: 'worker stopped; job handed back to the queue',
+            },
+          ])
+          .catch((logErr: unknown) => logger.error({ err: logErr }, 'cannot record the hand-back'));
         await job.moveToWait(token);
         logger.info('job handed back to the queue');
         throw new WaitingError();
@@ -182,7 +185,7 @@ export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
       const willRetry = !failure.permanent && job.attemptsMade + 1 < attemptsAllowed;
       const status = willRetry ? 'retrying' : failure.code === 'CANCELLED' ? 'cancelled' : 'failed';
       logger.warn({ err, code: failure.code, status }, `${kind} attempt failed`);
-      const { permanent: _permanent, ...recorded } = failure;
+      const { permanent, ...recorded } = failure;
       const extra = status === 'failed' ? runner.failedRow?.(recorded, attempt) : undefined;
       await outbox
         .record([{ ...row, ...extra, status, code: failure.code, message: failure.message }], recorded)
@@ -191,7 +194,7 @@ export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
         await noteCancelled(jobId).catch((noteErr: unknown) => logger.warn({ err: noteErr }, 'cannot note the cancel'));
       }
       const reason = encodeFailure(recorded);
-      throw failure.permanent ? new UnrecoverableError(reason) : new Error(reason);
+      throw permanent ? new UnrecoverableError(reason) : new Error(reason);
     }
   };
 }
