@@ -301,6 +301,27 @@ describe('verifySnapshot', () => {
     expect(Date.now() - abortedAt).toBeLessThan(1_000);
   });
 
+  it('lists the first 100 problems and counts them all', async () => {
+    const report = await verifyAfter(() =>
+      keepingTimes([path.join(snapshot, 'docs')], async () => {
+        for (let index = 0; index < 120; index += 1)
+          await fs.writeFile(path.join(snapshot, 'docs', `extra-${index}`), '');
+      }),
+    );
+    expect(report.problems.count).toBe(120);
+    expect(report.problems.items).toHaveLength(100);
+  });
+
+  it('rejects with the error a progress callback threw', async () => {
+    await buildSnapshot(snapshot);
+    const manifestSha256 = await writeManifest(snapshot);
+    const thrown = new Error('no more progress');
+    const onProgress = () => {
+      throw thrown;
+    };
+    await expect(verifySnapshot({ snapshotPath: snapshot, manifestSha256, onProgress })).rejects.toBe(thrown);
+  });
+
   it('rejects at once when aborted before it starts', async () => {
     const controller = new AbortController();
     controller.abort(new Error('never mind'));

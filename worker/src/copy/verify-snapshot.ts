@@ -67,8 +67,8 @@ export type VerifyMessage =
   | { type: 'failed'; jobFailure: SerializedJobFailure };
 
 // Threads sharing one verification: a small file costs more in system calls than in hashing,
-// and two or more threads open, read and hash files side by side. Beyond four the disk, not the
-// CPU, is the bound.
+// which threads make side by side. At most four, so that a verification leaves cores to the
+// copies running beside it.
 const MAX_THREADS = 4;
 // A thread that has not seen the stop flag by then (still parsing a huge manifest, say) is terminated.
 const STOP_GRACE_MS = 500;
@@ -106,8 +106,9 @@ export async function verifySnapshot(request: VerifyRequest): Promise<VerifyRepo
   signal?.removeEventListener('abort', stopOnAbort);
   // An abort wins over whatever a thread was doing when it saw it; then the first failure.
   signal?.throwIfAborted();
+  // A progress callback may have thrown after the last thread had looked at the stop flag.
+  if (stop.failure) throw stop.failure.error;
   const reports = outcomes.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []));
-  if (reports.length < parts) throw stop.failure;
   const report = combined(reports);
   progress.finish(report);
   return { ...report, durationMs: Math.round(performance.now() - started) };
@@ -117,24 +118,20 @@ export async function verifySnapshot(request: VerifyRequest): Promise<VerifyRepo
 class GroupStop {
   readonly #flag: Int32Array;
   readonly #listeners: Array<() => void> = [];
-  #failure: unknown = new Error('verify threads stopped without a reason');
-  #failed = false;
+  #failure: { error: unknown } | undefined;
   #stopped = false;
 
   constructor(state: SharedArrayBuffer) {
     this.#flag = new Int32Array(state);
   }
 
-  get failure(): unknown {
+  get failure(): { error: unknown } | undefined {
     return this.#failure;
   }
 
   /** Records `error` when it is the first failure, and stops every thread. */
   fail(error: unknown): void {
-    if (!this.#failed) {
-      this.#failed = true;
-      this.#failure = error;
-    }
+    this.#failure ??= { error };
     this.stop();
   }
 
@@ -221,11 +218,11 @@ function runVerifyThread(
   // Node closes the fds a thread opened when it ends, so a terminated thread leaves none open.
   const thread = new Worker(threadEntry(), { workerData: task });
   let terminateTimer: NodeJS.Timeout | undefined;
+  let settled = false;
   stop.onStop(() => {
-    terminateTimer = setTimeout(() => void thread.terminate(), STOP_GRACE_MS);
+    if (!settled) terminateTimer = setTimeout(() => void thread.terminate(), STOP_GRACE_MS);
   });
   return new Promise((resolve, reject) => {
-    let settled = false;
     const settle = (outcome: { report: Omit<VerifyReport, 'durationMs'> } | { error: unknown }) => {
       if (settled) return;
       settled = true;
