@@ -141,6 +141,20 @@ describe('restoreSnapshot into a new target', () => {
     expect(await listing(restores)).toEqual(['out']);
   });
 
+  it('restores a tree large enough to be shared between threads', async () => {
+    for (let folder = 0; folder < 30; folder += 1) {
+      const at = path.join(snapshotPath, 'many', `d${folder}`);
+      await fsp.mkdir(at, { recursive: true });
+      await Promise.all(
+        Array.from({ length: 80 }, (_, file) => fsp.writeFile(path.join(at, `f${file}`), `${folder}/${file}`)),
+      );
+    }
+    const target = path.join(restores, 'out');
+    const report = await restore();
+    expect(report.files).toBe(4 + 30 * 80);
+    expect(comparable(describeTree(target))).toEqual(comparable(describeTree(snapshotPath)));
+  });
+
   it('refuses a target that exists and is not empty, touching nothing', async () => {
     const target = path.join(restores, 'out');
     await fsp.mkdir(target);

@@ -1,10 +1,20 @@
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { JobFailure } from '@coffer/shared/failure';
 import { removeTree } from './remove-tree.js';
 import { stagingName } from './restore-target.js';
-import { STOP_FLAG, type RestoreMessage, type RestoreProgress, type RestoreTask } from './restore-thread.js';
+import {
+  RESTORE_THREAD_DATA,
+  STOP_FLAG,
+  type PartProgress,
+  type RestoreCommand,
+  type RestoreMessage,
+  type RestoreProgress,
+  type RestoreTask,
+  type StepResult,
+} from './restore-thread.js';
 import { deserializeError } from './thread-protocol.js';
 
 export type { RestoreProgress } from './restore-thread.js';
@@ -72,82 +82,213 @@ export async function restoreSnapshot(request: RestoreRequest): Promise<RestoreR
     attempt: request.attempt,
     state: new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT),
   };
-  const outcome = await runOnNewThread(task, request);
-  if (outcome.type === 'crashed' && !task.overwrite) {
-    // The thread could not clean up after itself; a later attempt would, but this one may be the last.
-    await removeTree(path.join(path.dirname(task.target), stagingName(task.target, task.jobId, task.attempt)));
+  const progress = await new RestoreRun(task, request).run();
+  return {
+    path: request.target,
+    files: progress.files,
+    bytes: progress.bytes,
+    durationMs: performance.now() - startedAt,
+  };
+}
+
+// Threads for one restore: the main cost per file is system calls, which scale with cores.
+const MAX_THREADS = Math.max(1, Math.min(4, availableParallelism()));
+// Below this many files (or bytes), a second thread costs more to start than it saves.
+const PARALLEL_MIN_FILES = 2000;
+const PARALLEL_MIN_BYTES = 256 * 1024 * 1024;
+
+/** How a step ended on one thread: its last message, or the thread's crash. */
+type Outcome = Exclude<RestoreMessage, { type: 'progress' }> | { type: 'crashed'; error: Error };
+
+/**
+ * One restore, step by step over its threads (see `RestoreCommand`): a first thread loads the
+ * task and prepares the target while the others (for a large restore) load it, all fill their
+ * parts, the first finishes. After a failure or a stop, the first discards a new target's
+ * staging folder before the restore rejects.
+ */
+class RestoreRun {
+  readonly #task: RestoreTask;
+  readonly #signal: AbortSignal | undefined;
+  readonly #onProgress: ((progress: Readonly<RestoreProgress>) => void) | undefined;
+  readonly #threads: RestoreThread[] = [];
+  readonly #counts: PartProgress[] = [];
+  readonly #stopFlag: Int32Array;
+  #totals = { filesTotal: 0, bytesTotal: 0 };
+  /** The first reason the restore ends early: a failure, a throw of `onProgress`. */
+  #failure: { error: unknown } | undefined;
+
+  constructor(task: RestoreTask, request: RestoreRequest) {
+    this.#task = task;
+    this.#signal = request.signal;
+    this.#onProgress = request.onProgress;
+    this.#stopFlag = new Int32Array(task.state);
   }
-  if (request.signal?.aborted) {
-    const reason: unknown = request.signal.reason;
-    throw reason;
+
+  async run(): Promise<PartProgress> {
+    const stop = () => Atomics.store(this.#stopFlag, STOP_FLAG, 1);
+    this.#signal?.addEventListener('abort', stop, { once: true });
+    try {
+      return await this.#steps();
+    } catch (error) {
+      this.#failure ??= { error };
+      // The restore's own failure matters more than one met cleaning up after it.
+      await this.#discard().catch(() => undefined);
+      if (this.#signal?.aborted) {
+        const reason: unknown = this.#signal.reason;
+        throw reason;
+      }
+      throw this.#failure.error;
+    } finally {
+      this.#signal?.removeEventListener('abort', stop);
+      await Promise.all(this.#threads.map((thread) => thread.end()));
+    }
   }
+
+  async #steps(): Promise<PartProgress> {
+    const first = this.#startThread();
+    const loaded = await this.#step(first, { kind: 'load', task: this.#task });
+    this.#totals = loaded.totals ?? this.#totals;
+    this.#report();
+    const { filesTotal, bytesTotal } = this.#totals;
+    const parallel = filesTotal >= PARALLEL_MIN_FILES || bytesTotal >= PARALLEL_MIN_BYTES ? MAX_THREADS : 1;
+    const others = Array.from({ length: parallel - 1 }, () => this.#startThread());
+    await Promise.all([
+      this.#step(first, { kind: 'prepare' }),
+      ...others.map((thread) => this.#step(thread, { kind: 'load', task: this.#task })),
+    ]);
+    const filled = await Promise.all(
+      this.#threads.map((thread, part) => this.#step(thread, { kind: 'fill', part, parts: this.#threads.length })),
+    );
+    const created = [...new Set(filled.flatMap((result) => result.created ?? []))];
+    await this.#step(first, { kind: 'finish', created });
+    return filled.reduce<PartProgress>(
+      (sum, result) => ({
+        files: sum.files + (result.progress?.files ?? 0),
+        bytes: sum.bytes + (result.progress?.bytes ?? 0),
+      }),
+      { files: 0, bytes: 0 },
+    );
+  }
+
+  /** Runs one step on `thread`; a failure stops every other thread at once, and is the restore's. */
+  async #step(thread: RestoreThread, command: RestoreCommand): Promise<StepResult> {
+    const outcome = await thread.run(command);
+    if (outcome.type === 'done') return outcome.result;
+    const error = errorOf(outcome);
+    this.#failure ??= { error };
+    Atomics.store(this.#stopFlag, STOP_FLAG, 1);
+    throw error;
+  }
+
+  /** Leaves no staging folder of a new target behind, once every thread has stopped. */
+  async #discard(): Promise<void> {
+    if (this.#task.overwrite) return;
+    await Promise.all(this.#threads.map((thread) => thread.idle()));
+    const first = this.#threads[0];
+    const outcome = first?.alive ? await first.run({ kind: 'discard' }) : undefined;
+    if (outcome?.type !== 'done') {
+      // No thread to do it (one crashed): by path, which names only this attempt's folder.
+      await removeTree(
+        path.join(
+          path.dirname(this.#task.target),
+          stagingName(this.#task.target, this.#task.jobId, this.#task.attempt),
+        ),
+      );
+    }
+  }
+
+  #startThread(): RestoreThread {
+    const part = this.#threads.length;
+    this.#counts.push({ files: 0, bytes: 0 });
+    const thread = new RestoreThread((progress) => {
+      this.#counts[part] = progress;
+      this.#report();
+    });
+    this.#threads.push(thread);
+    return thread;
+  }
+
+  #report(): void {
+    if (this.#failure || this.#signal?.aborted || !this.#onProgress) return;
+    const files = this.#counts.reduce((sum, counts) => sum + counts.files, 0);
+    const bytes = this.#counts.reduce((sum, counts) => sum + counts.bytes, 0);
+    try {
+      this.#onProgress({ files, bytes, ...this.#totals });
+    } catch (error) {
+      this.#failure = { error };
+      Atomics.store(this.#stopFlag, STOP_FLAG, 1);
+    }
+  }
+}
+
+/** The error a step that did not finish stands for. */
+function errorOf(outcome: Exclude<Outcome, { type: 'done' }>): unknown {
   switch (outcome.type) {
-    case 'done':
-      return {
-        path: request.target,
-        files: outcome.progress.files,
-        bytes: outcome.progress.bytes,
-        durationMs: performance.now() - startedAt,
-      };
     case 'failed':
       if ('failure' in outcome) {
         const { code, message, permanent, problems } = outcome.failure;
-        throw new JobFailure(code, message, permanent, { problems });
+        return new JobFailure(code, message, permanent, { problems });
       }
-      throw deserializeError(outcome.error);
-    case 'stopped': {
-      // Only a throw of `onProgress` stops the thread without an abort.
-      const thrown: unknown = outcome.error ?? new Error('restore stopped without a reason');
-      throw thrown;
-    }
+      return deserializeError(outcome.error);
+    case 'stopped':
+      return new Error('restore stopped');
     case 'crashed':
-      throw outcome.error;
+      return outcome.error;
   }
 }
 
-/** How a restore thread ended: its last message, or a crash; `stopped` carries why it was asked to. */
-type Outcome =
-  | Exclude<RestoreMessage, { type: 'progress' } | { type: 'stopped' }>
-  | { type: 'stopped'; error?: unknown }
-  | { type: 'crashed'; error: Error };
+/** A worker thread started for one restore, running one step at a time. */
+class RestoreThread {
+  readonly #worker = new Worker(restoreThreadEntry(), { workerData: RESTORE_THREAD_DATA });
+  #running: ((outcome: Outcome) => void) | undefined;
+  #settled: Promise<unknown> = Promise.resolve();
+  #alive = true;
 
-/**
- * Runs `task` on a thread started for it (a restore is rare and long; ~30 ms to start one is
- * nothing), relays its progress, stops it through the shared flag, and ends it.
- */
-async function runOnNewThread(task: RestoreTask, { signal, onProgress }: RestoreRequest): Promise<Outcome> {
-  const stopFlag = new Int32Array(task.state);
-  const requestStop = () => Atomics.store(stopFlag, STOP_FLAG, 1);
-  const thread = new Worker(restoreThreadEntry());
-  let progressError: { error: unknown } | undefined;
-  try {
-    return await new Promise<Outcome>((resolve) => {
-      thread.on('message', (message: RestoreMessage) => {
-        if (message.type !== 'progress') {
-          resolve(message.type === 'stopped' && progressError ? { type: 'stopped', ...progressError } : message);
-          return;
-        }
-        if (progressError || signal?.aborted) return;
-        try {
-          onProgress?.(message.progress);
-        } catch (error) {
-          progressError = { error };
-          requestStop();
-        }
-      });
-      thread.on('error', (error) => resolve({ type: 'crashed', error }));
-      thread.on('exit', (code) =>
-        resolve({ type: 'crashed', error: new Error(`restore thread exited with code ${code}`) }),
-      );
-      signal?.addEventListener('abort', requestStop, { once: true });
-      thread.postMessage(task);
+  constructor(onProgress: (progress: PartProgress) => void) {
+    this.#worker.on('message', (message: RestoreMessage) => {
+      if (message.type === 'progress') onProgress(message.progress);
+      else this.#end(message);
     });
-  } finally {
-    signal?.removeEventListener('abort', requestStop);
-    await thread.terminate();
+    this.#worker.on('error', (error) => {
+      this.#alive = false;
+      this.#end({ type: 'crashed', error });
+    });
+    this.#worker.on('exit', (code) => {
+      this.#alive = false;
+      this.#end({ type: 'crashed', error: new Error(`restore thread exited with code ${code}`) });
+    });
+  }
+
+  get alive(): boolean {
+    return this.#alive;
+  }
+
+  run(command: RestoreCommand): Promise<Outcome> {
+    if (!this.#alive) return Promise.resolve({ type: 'crashed', error: new Error('restore thread is gone') });
+    const outcome = new Promise<Outcome>((resolve) => {
+      this.#running = resolve;
+    });
+    this.#settled = outcome;
+    this.#worker.postMessage(command);
+    return outcome;
+  }
+
+  /** Resolves once the step running (if any) has ended. */
+  async idle(): Promise<void> {
+    await this.#settled;
+  }
+
+  async end(): Promise<void> {
+    this.#alive = false;
+    await this.#worker.terminate();
+  }
+
+  #end(outcome: Outcome): void {
+    const running = this.#running;
+    this.#running = undefined;
+    running?.(outcome);
   }
 }
-
 /** The thread's entry: compiled beside this module, or its TypeScript source loaded through tsx (as in tests). */
 function restoreThreadEntry(): URL {
   const compiled = !new URL(import.meta.url).pathname.endsWith('.ts');

@@ -115,7 +115,7 @@ export function openFolderPath(folder: string): number {
       const next = openOrMakeFolder(fd, Buffer.from(name), index === names.length - 1 ? FOLDER_FLAGS : LOOKUP_FLAGS);
       if (next === undefined) throw notAFolder(`/${names.slice(0, index + 1).join('/')}`);
       fs.closeSync(fd);
-      fd = next;
+      fd = next.fd;
     });
     if (names.length === 0) {
       const root = fs.openSync('/', FOLDER_FLAGS);
@@ -131,22 +131,28 @@ export function openFolderPath(folder: string): number {
 
 /**
  * Opens the folder `name` of the open folder `parent` with `flags` (no link followed), creating
- * it first when missing; undefined when a link or something else but a folder is there.
+ * it first with `mode` when missing and `make` allows; tells whether it was created. Undefined
+ * when a link or something else but a folder is there.
  */
 export function openOrMakeFolder(
   parent: number,
   name: Buffer,
   flags: number,
   mode = NEW_PARENT_MODE,
-): number | undefined {
+  make = true,
+): { fd: number; created: boolean } | undefined {
   const at = entryPath(folderPrefix(parent), name);
-  try {
-    fs.mkdirSync(at, { mode });
-  } catch (error) {
-    if (errorCode(error) !== 'EEXIST') throw error;
+  let created = false;
+  if (make) {
+    try {
+      fs.mkdirSync(at, { mode });
+      created = true;
+    } catch (error) {
+      if (errorCode(error) !== 'EEXIST') throw error;
+    }
   }
   try {
-    return fs.openSync(at, flags);
+    return { fd: fs.openSync(at, flags), created };
   } catch (error) {
     // O_DIRECTORY with O_NOFOLLOW: ENOTDIR for a link or a file, ELOOP for some links.
     const code = errorCode(error);

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { isUtf8 } from 'node:buffer';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { JobFailure, type FailureCode, type FailureProblem } from '@coffer/shared/failure';
 import type { ManifestEntry } from '@coffer/shared/job-contract';
 import { errorCode } from './errno.js';
@@ -27,7 +27,7 @@ import {
 } from './restore-target.js';
 import { serializeError, type SerializedError } from './thread-protocol.js';
 
-/** What the main thread asks for; `state` holds Int32 `STOP_FLAG`, set to 1 to stop. */
+/** What a restore is asked to do; `state` holds Int32 `STOP_FLAG`, set to 1 to stop every thread of it. */
 export interface RestoreTask {
   snapshotPath: string;
   manifestSha256: string;
@@ -42,12 +42,35 @@ export interface RestoreTask {
 
 export const STOP_FLAG = 0;
 
+/**
+ * The steps of a restore, one message each, in order: every thread `load`s the task (reads the
+ * manifest, plans); thread 0 `prepare`s the target; every thread `fill`s its part; thread 0
+ * `finish`es (folders' metadata, a new target renamed into place), or `discard`s a new target's
+ * staging folder after a failure or a stop.
+ */
+export type RestoreCommand =
+  | { kind: 'load'; task: RestoreTask }
+  | { kind: 'prepare' }
+  | { kind: 'fill'; part: number; parts: number }
+  | { kind: 'finish'; created: number[] }
+  | { kind: 'discard' };
+
 /** How far a restore is: files and bytes written, of the totals the manifest gives for the selection. */
 export interface RestoreProgress {
   files: number;
   filesTotal: number;
   bytes: number;
   bytesTotal: number;
+}
+
+/** The files and bytes one thread has written. */
+export type PartProgress = Pick<RestoreProgress, 'files' | 'bytes'>;
+
+/** What a step ends with: `load` gives the totals, `fill` its counts and the folders it made. */
+export interface StepResult {
+  totals?: Pick<RestoreProgress, 'filesTotal' | 'bytesTotal'>;
+  progress?: PartProgress;
+  created?: number[];
 }
 
 /** A failure that keeps its code across the thread boundary. */
@@ -58,10 +81,10 @@ export interface SerializedFailure {
   problems?: FailureProblem[];
 }
 
-/** What the thread posts; exactly one `done`, `stopped` or `failed` ends the task. */
+/** What a thread posts; exactly one `done`, `stopped` or `failed` ends each step. */
 export type RestoreMessage =
-  | { type: 'progress'; progress: RestoreProgress }
-  | { type: 'done'; progress: RestoreProgress }
+  | { type: 'progress'; progress: PartProgress }
+  | { type: 'done'; result: StepResult }
   | { type: 'stopped' }
   | { type: 'failed'; failure: SerializedFailure }
   | { type: 'failed'; error: SerializedError };
@@ -78,7 +101,10 @@ const SNAPSHOT_CHANGED_CODES = new Set(['ELOOP', 'ENOTDIR', 'ENXIO', 'EISDIR']);
 const FOLDER_IN_THE_WAY_CODES = new Set(['EISDIR', 'ENOTEMPTY', 'EEXIST']);
 // Errors that a retry would meet again.
 const PERMANENT_CODES = new Set(['EACCES', 'EPERM', 'EROFS', 'ENAMETOOLONG', 'ENOTDIR', 'ELOOP']);
+// rename(2) of the staging folder: the target's place was taken meanwhile.
+const TAKEN_CODES = new Set(['ENOTEMPTY', 'EEXIST', 'ENOTDIR', 'EISDIR']);
 const ZEROS = Buffer.alloc(CHUNK_SIZE);
+const ROOT_INDEX = 0;
 const SEPARATOR = Buffer.from('/');
 
 class RestoreStopped extends Error {
@@ -87,6 +113,10 @@ class RestoreStopped extends Error {
 
 /** A folder of the restore: created in (or found in) the target, then filled. */
 interface PlannedFolder {
+  /** Its place in a depth-first walk of the plan's folders (the root is 0). */
+  index: number;
+  /** The highest `index` in its subtree. */
+  last: number;
   name: Buffer;
   relative: Buffer;
   /** Its manifest entry; none for the root (or a folder the manifest leaves out). */
@@ -108,7 +138,18 @@ interface Plan {
   root: PlannedFolder;
   filesTotal: number;
   bytesTotal: number;
+  /** By `index`: how much work a folder's own entries are, to share it between threads. */
+  weights: number[];
 }
+
+/** The folders whose entries a thread restores: those with `first <= index < end`. */
+interface PartRange {
+  first: number;
+  end: number;
+}
+
+// A file costs about as much as this many bytes of data (opens, metadata), when sharing work out.
+const FILE_COST_BYTES = 64 * 1024;
 
 /**
  * The tree of what to restore: every entry of the manifest, or only those at or below one of
@@ -164,7 +205,30 @@ export function planRestore(
       bytesTotal += entry.size;
     }
   }
-  return { root, filesTotal, bytesTotal };
+  const weights: number[] = [];
+  numberFolders(root, weights);
+  return { root, filesTotal, bytesTotal, weights };
+}
+
+/** Gives `folder` and its subtree their depth-first `index` and `last`, and records their weights. */
+function numberFolders(folder: PlannedFolder, weights: number[]): void {
+  folder.index = weights.length;
+  weights.push(folder.leaves.reduce((sum, leaf) => sum + FILE_COST_BYTES + leaf.entry.size, 0));
+  for (const child of folder.folders) numberFolders(child, weights);
+  folder.last = weights.length - 1;
+}
+
+/** The folders of part `part` of `parts`: consecutive in the walk, of about equal weight. */
+function partRange(plan: Plan, part: number, parts: number): PartRange {
+  const total = plan.weights.reduce((sum, weight) => sum + weight, 0);
+  const bounds: number[] = [0];
+  let sum = 0;
+  plan.weights.forEach((weight, index) => {
+    sum += weight;
+    while (bounds.length < parts && sum >= (total * bounds.length) / parts) bounds.push(index + 1);
+  });
+  while (bounds.length <= parts) bounds.push(plan.weights.length);
+  return { first: bounds[part] ?? 0, end: bounds[part + 1] ?? plan.weights.length };
 }
 
 /** The manifest keys the request names, or undefined for the whole snapshot. */
@@ -198,7 +262,7 @@ function isSelected(key: string, requested: ReadonlySet<string>): boolean {
 }
 
 function newFolder(relative: Buffer, entry: ManifestEntry | undefined, selected: boolean): PlannedFolder {
-  return { name: baseName(relative), relative, entry, selected, folders: [], leaves: [] };
+  return { index: 0, last: 0, name: baseName(relative), relative, entry, selected, folders: [], leaves: [] };
 }
 
 /** Bytes as a map key, one character per byte, so names that are not UTF-8 stay exact. */
@@ -238,60 +302,7 @@ function damaged(snapshotPath: string, relative: Buffer, problem: FailureProblem
 
 interface Hooks {
   shouldStop: () => boolean;
-  onProgress: (progress: Readonly<RestoreProgress>) => void;
-}
-
-/**
- * Restores the snapshot as `task` says. A new target is written into a staging folder beside
- * it and renamed into place once complete, or removed; an overwrite replaces each entry by a
- * rename of a complete new one. Throws `RestoreStopped` once `shouldStop` said so.
- */
-async function restore(task: RestoreTask, hooks: Hooks): Promise<RestoreProgress> {
-  const entries = await readManifest(task.snapshotPath, task.manifestSha256);
-  const plan = planRestore(entries, task.paths, task.snapshotPath);
-  const restorer = new SyncRestorer(task, plan, hooks);
-  const snapshot = openSnapshotRoot(task.snapshotPath);
-  try {
-    const parent = openFolderPath(path.dirname(task.target));
-    try {
-      for (const leftover of leftoversOf(parent, task.jobId, path.basename(task.target))) {
-        await removeTree(childOf(parent, leftover));
-      }
-      if (task.overwrite) restorer.overwrite(snapshot, parent);
-      else await intoNewTarget(task, restorer, snapshot, parent);
-    } finally {
-      fs.closeSync(parent);
-    }
-  } finally {
-    fs.closeSync(snapshot);
-  }
-  return restorer.progress;
-}
-
-/** A new target: staged beside it, then renamed into place; nothing is left when it fails. */
-async function intoNewTarget(
-  task: RestoreTask,
-  restorer: SyncRestorer,
-  snapshot: number,
-  parent: number,
-): Promise<void> {
-  const base = Buffer.from(path.basename(task.target));
-  if (!isFreeForTarget(parent, base)) throw targetExists(task.target);
-  const staging = Buffer.from(stagingName(task.target, task.jobId, task.attempt));
-  try {
-    restorer.intoStaging(snapshot, parent, staging);
-    try {
-      fs.renameSync(entryPath(folderPrefix(parent), staging), entryPath(folderPrefix(parent), base));
-    } catch (error) {
-      // Something took the target's place meanwhile (rename(2) replaces only an empty folder).
-      if (['ENOTEMPTY', 'EEXIST', 'ENOTDIR', 'EISDIR'].includes(errorCode(error) ?? ''))
-        throw targetExists(task.target);
-      throw error;
-    }
-  } catch (error) {
-    await removeTree(childOf(parent, staging));
-    throw error;
-  }
+  onProgress: (progress: Readonly<PartProgress>) => void;
 }
 
 function targetExists(target: string): JobFailure {
@@ -322,14 +333,25 @@ function openSnapshotRoot(snapshotPath: string): number {
   }
 }
 
+/**
+ * One part of a restore, run by one thread: every thread plans the whole restore, walks the
+ * folders on the way to its own and restores the files and links of its own folders (a
+ * folder's entries all go to one thread, so temporary names never meet). Thread 0 alone
+ * prepares the target first and gives folders their metadata last, once every part is done.
+ */
 class SyncRestorer {
-  readonly progress: RestoreProgress;
+  readonly progress: PartProgress = { files: 0, bytes: 0 };
   readonly #task: RestoreTask;
   readonly #plan: Plan;
   readonly #hooks: Hooks;
   readonly #keepOwners = keepsOwners();
   readonly #chunk = Buffer.allocUnsafe(CHUNK_SIZE);
   readonly #temporary: Buffer;
+  readonly #base: Buffer;
+  readonly #staging: Buffer;
+  // Restored entries were accessed now: their atime, in seconds.
+  readonly #now = Date.now() / 1000;
+  readonly #created = new Set<number>();
   #lastReport = 0;
 
   constructor(task: RestoreTask, plan: Plan, hooks: Hooks) {
@@ -337,77 +359,173 @@ class SyncRestorer {
     this.#plan = plan;
     this.#hooks = hooks;
     this.#temporary = temporaryName(task.jobId, task.attempt);
-    this.progress = { files: 0, filesTotal: plan.filesTotal, bytes: 0, bytesTotal: plan.bytesTotal };
-    hooks.onProgress(this.progress);
+    this.#base = Buffer.from(path.basename(task.target));
+    this.#staging = Buffer.from(stagingName(task.target, task.jobId, task.attempt));
   }
 
-  /** Fills the new folder `staging` of `parent`, which must not exist, with the whole plan. */
-  intoStaging(snapshot: number, parent: number, staging: Buffer): void {
-    this.#checkStop();
-    const at = entryPath(folderPrefix(parent), staging);
-    fs.mkdirSync(at, { mode: FILLING_MODE });
-    const to = fs.openSync(at, FOLDER_FLAGS);
+  /**
+   * Removes what earlier attempts of the job left beside the target, then makes the folder
+   * the restore writes in: a new, private staging folder, or (overwrite) the target itself.
+   */
+  async prepare(): Promise<void> {
+    await this.#inParent(async (parent) => {
+      for (const leftover of leftoversOf(parent, this.#task.jobId, this.#base.toString())) {
+        await removeTree(childOf(parent, leftover));
+      }
+      this.#checkStop();
+      if (!this.#task.overwrite) {
+        if (!isFreeForTarget(parent, this.#base)) throw targetExists(this.#task.target);
+        fs.mkdirSync(entryPath(folderPrefix(parent), this.#staging), { mode: FILLING_MODE });
+        return;
+      }
+      const opened = openOrMakeFolder(parent, this.#base, FOLDER_FLAGS);
+      if (opened === undefined) throw notAFolder(this.#task.target);
+      fs.closeSync(opened.fd);
+      if (opened.created) this.#created.add(ROOT_INDEX);
+    });
+  }
+
+  /** Restores the files and links of the folders of part `part` of `parts`; tells which folders it made. */
+  fill(part: number, parts: number): number[] {
+    const range = partRange(this.#plan, part, parts);
+    this.#inRoots((from, to) => this.#fill(this.#plan.root, from, to, range));
+    return [...this.#created];
+  }
+
+  /**
+   * Gives folders their owner, mode and mtime, contents first (writing in a folder changes its
+   * mtime): the selected ones, and those the restore made (`created`, by index); then puts a new
+   * target in place.
+   */
+  finish(created: ReadonlySet<number>): void {
+    this.#inRoots((from, to) => this.#finish(this.#plan.root, from, to, created));
+    if (this.#task.overwrite) return;
+    this.#inParentSync((parent) => {
+      try {
+        fs.renameSync(entryPath(folderPrefix(parent), this.#staging), entryPath(folderPrefix(parent), this.#base));
+      } catch (error) {
+        // Something took the target's place meanwhile (rename(2) replaces only an empty folder).
+        if (TAKEN_CODES.has(errorCode(error) ?? '')) throw targetExists(this.#task.target);
+        throw error;
+      }
+    });
+  }
+
+  /** Removes the staging folder of a new target that failed or stopped: nothing of it is left. */
+  async discard(): Promise<void> {
+    if (this.#task.overwrite) return;
+    await this.#inParent((parent) => removeTree(childOf(parent, this.#staging)));
+  }
+
+  async #inParent(run: (parent: number) => Promise<void>): Promise<void> {
+    const parent = openFolderPath(path.dirname(this.#task.target));
     try {
-      this.#fillAndFinish(this.#plan.root, snapshot, to, true);
+      await run(parent);
     } finally {
-      fs.closeSync(to);
+      fs.closeSync(parent);
     }
   }
 
-  /** Writes the plan into the target (made when missing), replacing entries one by one. */
-  overwrite(snapshot: number, parent: number): void {
-    this.#checkStop();
-    const base = Buffer.from(path.basename(this.#task.target));
-    const existed = fs.lstatSync(entryPath(folderPrefix(parent), base), { throwIfNoEntry: false }) !== undefined;
-    const to = openOrMakeFolder(parent, base, FOLDER_FLAGS);
-    if (to === undefined) throw notAFolder(this.#task.target);
+  #inParentSync(run: (parent: number) => void): void {
+    const parent = openFolderPath(path.dirname(this.#task.target));
     try {
-      this.#fillAndFinish(this.#plan.root, snapshot, to, !existed);
+      run(parent);
     } finally {
-      fs.closeSync(to);
+      fs.closeSync(parent);
     }
   }
 
-  /** Fills the open target folder `to` from the open snapshot folder `from`, then gives it its metadata. */
-  #fillAndFinish(folder: PlannedFolder, from: number, to: number, created: boolean): void {
-    this.#fill(folder, from, to, created);
-    if (folder.selected || created) this.#finishFolder(folder, from, to);
+  /** Runs `run` with the snapshot and the folder written in (staging or target) open, never through a link. */
+  #inRoots(run: (from: number, to: number) => void): void {
+    const from = openSnapshotRoot(this.#task.snapshotPath);
+    try {
+      this.#inParentSync((parent) => {
+        const name = this.#task.overwrite ? this.#base : this.#staging;
+        const to = openOrMakeFolder(parent, name, FOLDER_FLAGS, FILLING_MODE, false);
+        if (to === undefined) throw notAFolder(path.join(path.dirname(this.#task.target), name.toString()));
+        try {
+          run(from, to.fd);
+        } finally {
+          fs.closeSync(to.fd);
+        }
+      });
+    } finally {
+      fs.closeSync(from);
+    }
   }
 
-  #fill(folder: PlannedFolder, from: number, to: number, created: boolean): void {
+  #fill(folder: PlannedFolder, from: number, to: number, range: PartRange): void {
     const fromPrefix = folderPrefix(from);
     const toPrefix = folderPrefix(to);
-    if (!created) this.#prepareExisting(folder, to);
-    for (const leaf of folder.leaves) {
-      this.#checkStop();
-      try {
-        if (leaf.entry.type === 'file') this.#restoreFile(leaf, fromPrefix, toPrefix);
-        else this.#restoreLink(leaf, fromPrefix, toPrefix);
-      } catch (error) {
-        throw this.#located(error, leaf.relative);
+    if (folder.index >= range.first && folder.index < range.end) {
+      this.#prepareExisting(folder, to);
+      for (const leaf of folder.leaves) {
+        this.#checkStop();
+        try {
+          if (leaf.entry.type === 'file') this.#restoreFile(leaf, fromPrefix, toPrefix);
+          else this.#restoreLink(leaf, fromPrefix, toPrefix);
+        } catch (error) {
+          throw this.#located(error, leaf.relative);
+        }
       }
     }
     for (const child of folder.folders) {
+      if (child.last < range.first || child.index >= range.end) continue;
       this.#checkStop();
+      this.#inChild(child, fromPrefix, to, true, (childFrom, childTo) => this.#fill(child, childFrom, childTo, range));
+    }
+  }
+
+  #finish(folder: PlannedFolder, from: number, to: number, created: ReadonlySet<number>): void {
+    const fromPrefix = folderPrefix(from);
+    for (const child of folder.folders) {
+      this.#checkStop();
+      this.#inChild(child, fromPrefix, to, false, (childFrom, childTo) =>
+        this.#finish(child, childFrom, childTo, created),
+      );
+    }
+    if (!this.#task.overwrite || folder.selected || created.has(folder.index)) {
       try {
-        const opened = this.#openFolders(child, fromPrefix, to);
-        try {
-          this.#fillAndFinish(child, opened.from, opened.to, opened.created);
-        } finally {
-          fs.closeSync(opened.to);
-          fs.closeSync(opened.from);
-        }
+        this.#finishFolder(folder, from, to);
       } catch (error) {
-        throw this.#located(error, child.relative);
+        throw this.#located(error, folder.relative);
       }
+    }
+  }
+
+  /** Runs `run` with the folder `folder` open in the snapshot and in the target (made when `make` says). */
+  #inChild(
+    folder: PlannedFolder,
+    fromPrefix: Buffer,
+    to: number,
+    make: boolean,
+    run: (from: number, to: number) => void,
+  ): void {
+    try {
+      const from = this.#openSnapshotEntry(fromPrefix, folder.name, FOLDER_FLAGS, folder.relative);
+      try {
+        const opened = openOrMakeFolder(to, folder.name, FOLDER_FLAGS, FILLING_MODE, make);
+        if (opened === undefined) throw notAFolder(this.#targetPath(folder.relative));
+        if (opened.created) this.#created.add(folder.index);
+        try {
+          run(from, opened.fd);
+        } finally {
+          fs.closeSync(opened.fd);
+        }
+      } finally {
+        fs.closeSync(from);
+      }
+    } catch (error) {
+      throw this.#located(error, folder.relative);
     }
   }
 
   /**
-   * An existing target folder: temporary files an earlier attempt of this job left are removed,
+   * A folder of an overwrite: temporary files an earlier attempt of this job left are removed,
    * and a selected folder is made owner-writable while filled (it gets its mode afterwards).
    */
   #prepareExisting(folder: PlannedFolder, to: number): void {
+    if (!this.#task.overwrite) return;
     if (folder.leaves.length > 0) {
       for (const leftover of leftoversOf(to, this.#task.jobId)) {
         fs.rmSync(childOf(to, leftover), { force: true, recursive: true });
@@ -418,22 +536,7 @@ class SyncRestorer {
     if ((mode & FILLING_MODE) !== FILLING_MODE) fs.fchmodSync(to, (mode & 0o7777) | FILLING_MODE);
   }
 
-  /** Opens a folder in the snapshot and its counterpart in the target, made when missing. */
-  #openFolders(folder: PlannedFolder, fromPrefix: Buffer, to: number): { from: number; to: number; created: boolean } {
-    const from = this.#openSnapshotEntry(fromPrefix, folder.name, FOLDER_FLAGS, folder.relative);
-    try {
-      const at = entryPath(folderPrefix(to), folder.name);
-      const existed = fs.lstatSync(at, { throwIfNoEntry: false }) !== undefined;
-      const opened = openOrMakeFolder(to, folder.name, FOLDER_FLAGS, FILLING_MODE);
-      if (opened === undefined) throw notAFolder(this.#targetPath(folder.relative));
-      return { from, to: opened, created: !existed };
-    } catch (error) {
-      fs.closeSync(from);
-      throw error;
-    }
-  }
-
-  /** Gives a filled folder its owner, mode and mtime: last, since filling it changed its mtime. */
+  /** Gives a filled folder its owner, mode and mtime (the snapshot folder's when the manifest has none). */
   #finishFolder(folder: PlannedFolder, from: number, to: number): void {
     const needsStats = folder.entry === undefined || this.#keepOwners;
     const stats = needsStats ? fs.fstatSync(from) : undefined;
@@ -441,7 +544,7 @@ class SyncRestorer {
     const mode = folder.entry?.mode ?? stats?.mode ?? FILLING_MODE;
     const mtime = folder.entry?.mtime ?? stats?.mtimeMs ?? Date.now();
     fs.fchmodSync(to, copyMode(mode, ownerKept));
-    fs.futimesSync(to, new Date(), mtime / 1000);
+    fs.futimesSync(to, this.#now, mtime / 1000);
   }
 
   #restoreFile(leaf: PlannedLeaf, fromPrefix: Buffer, toPrefix: Buffer): void {
@@ -461,7 +564,7 @@ class SyncRestorer {
         else this.#copyChecked(from, out, stats, leaf);
         const ownerKept = this.#own(() => fs.fchownSync(out, stats.uid, stats.gid));
         fs.fchmodSync(out, copyMode(entry.mode, ownerKept));
-        fs.futimesSync(out, new Date(), entry.mtime / 1000);
+        fs.futimesSync(out, this.#now, entry.mtime / 1000);
       } catch (error) {
         fs.closeSync(out);
         // A new target's staging folder goes as a whole; in place, only the temporary file.
@@ -525,7 +628,7 @@ class SyncRestorer {
           throw this.#damaged(leaf.relative, stats ? 'changed' : 'missing', 'it is no longer a link');
         this.#own(() => fs.lchownSync(at, stats.uid, stats.gid));
       }
-      fs.lutimesSync(at, new Date(), leaf.entry.mtime / 1000);
+      fs.lutimesSync(at, this.#now, leaf.entry.mtime / 1000);
     } catch (error) {
       fs.rmSync(at, { force: true });
       throw error;
@@ -621,35 +724,77 @@ function toRestoreFailure(error: unknown, where: string): unknown {
   );
 }
 
-/** Runs one task and tells how it ended. */
-export async function runRestoreTask(
-  task: RestoreTask,
-  post: (message: RestoreMessage) => void,
-): Promise<RestoreMessage> {
-  const state = new Int32Array(task.state);
-  const hooks: Hooks = {
-    shouldStop: () => Atomics.load(state, STOP_FLAG) !== 0,
-    onProgress: (progress) => post({ type: 'progress', progress: { ...progress } }),
-  };
-  try {
-    return { type: 'done', progress: await restore(task, hooks) };
-  } catch (thrown) {
-    const error = toRestoreFailure(thrown, task.target);
-    if (error instanceof RestoreStopped) return { type: 'stopped' };
-    if (error instanceof JobFailure) {
-      const { code, message, permanent, problems } = error;
-      return {
-        type: 'failed',
-        failure: problems ? { code, message, permanent, problems } : { code, message, permanent },
-      };
+/** What `workerData` a restore thread is started with. */
+export const RESTORE_THREAD_DATA = { restoreThread: true } as const;
+
+function isRestoreThread(data: unknown): boolean {
+  return typeof data === 'object' && data !== null && 'restoreThread' in data && data.restoreThread === true;
+}
+
+/** Runs the steps of one restore on this thread, one at a time, and tells how each ended. */
+export class RestoreSteps {
+  #restorer: SyncRestorer | undefined;
+  readonly #post: (message: RestoreMessage) => void;
+  #target = '';
+
+  constructor(post: (message: RestoreMessage) => void) {
+    this.#post = post;
+  }
+
+  async run(command: RestoreCommand): Promise<RestoreMessage> {
+    try {
+      return { type: 'done', result: await this.#step(command) };
+    } catch (thrown) {
+      const error = toRestoreFailure(thrown, this.#target);
+      if (error instanceof RestoreStopped) return { type: 'stopped' };
+      if (error instanceof JobFailure) {
+        const { code, message, permanent, problems } = error;
+        const failure: SerializedFailure = { code, message, permanent };
+        if (problems) failure.problems = problems;
+        return { type: 'failed', failure };
+      }
+      return { type: 'failed', error: serializeError(error) };
     }
-    return { type: 'failed', error: serializeError(error) };
+  }
+
+  async #step(command: RestoreCommand): Promise<StepResult> {
+    if (command.kind === 'load') {
+      const { task } = command;
+      this.#target = task.target;
+      const state = new Int32Array(task.state);
+      const entries = await readManifest(task.snapshotPath, task.manifestSha256);
+      const plan = planRestore(entries, task.paths, task.snapshotPath);
+      this.#restorer = new SyncRestorer(task, plan, {
+        shouldStop: () => Atomics.load(state, STOP_FLAG) !== 0,
+        onProgress: (progress) => this.#post({ type: 'progress', progress: { ...progress } }),
+      });
+      return { totals: { filesTotal: plan.filesTotal, bytesTotal: plan.bytesTotal } };
+    }
+    const restorer = this.#restorer;
+    if (restorer === undefined) throw new Error(`restore step ${command.kind} before load`);
+    switch (command.kind) {
+      case 'prepare':
+        await restorer.prepare();
+        return {};
+      case 'fill': {
+        const created = restorer.fill(command.part, command.parts);
+        return { created, progress: { ...restorer.progress } };
+      }
+      case 'finish':
+        restorer.finish(new Set(command.created));
+        return {};
+      case 'discard':
+        await restorer.discard();
+        return {};
+    }
   }
 }
 
+// Only on a thread started as a restore thread: the main thread imports this module too.
 const port = parentPort;
-if (port !== null) {
-  port.once('message', (task: RestoreTask) => {
-    void runRestoreTask(task, (message) => port.postMessage(message)).then((message) => port.postMessage(message));
+if (port !== null && isRestoreThread(workerData)) {
+  const steps = new RestoreSteps((message) => port.postMessage(message));
+  port.on('message', (command: RestoreCommand) => {
+    void steps.run(command).then((message) => port.postMessage(message));
   });
 }
