@@ -27,7 +27,7 @@ export interface CopyOptions {
    * Default: none, everything is copied.
    */
   previous?: string;
-  /** Aborting stops the copy at its next entry and rejects with `signal.reason`. */
+  /** Aborting stops the copy at its next entry or chunk of a file, and rejects with `signal.reason`. */
   signal?: AbortSignal;
   /**
    * Called with the running counts as the copy advances (at most every 50 ms) and once more

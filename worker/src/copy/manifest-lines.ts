@@ -17,21 +17,14 @@ export function displayPath(bytes: Buffer): { path: string; pathBase64?: string 
 
 /** The manifest line of a folder's copy, `relative` to the snapshot root. */
 export function folderLine(relative: Buffer, copy: CopyStats): string {
-  return line({ ...displayPath(relative), type: 'dir', size: 0, mode: copy.mode & 0o7777, mtime: copy.mtimeMs });
+  return `${lineStart(relative, 'dir', 0, copy)}}\n`;
 }
 
 /** The manifest line of a symbolic link's copy, whose target text is `target`. */
 export function linkLine(relative: Buffer, copy: CopyStats, target: Buffer): string {
   const { path: text, pathBase64: bytes } = displayPath(target);
-  return line({
-    ...displayPath(relative),
-    type: 'link',
-    size: target.length,
-    mode: copy.mode & 0o7777,
-    mtime: copy.mtimeMs,
-    target: text,
-    targetBase64: bytes,
-  });
+  const base64 = bytes === undefined ? '' : `,"targetBase64":"${bytes}"`;
+  return `${lineStart(relative, 'link', target.length, copy)},"target":${JSON.stringify(text)}${base64}}\n`;
 }
 
 /**
@@ -39,14 +32,7 @@ export function linkLine(relative: Buffer, copy: CopyStats, target: Buffer): str
  * completes, once the checksum is known (see manifest-parts.ts).
  */
 export function fileLineStart(relative: Buffer, copy: CopyStats): string {
-  const whole = JSON.stringify({
-    ...displayPath(relative),
-    type: 'file',
-    size: copy.size,
-    mode: copy.mode & 0o7777,
-    mtime: copy.mtimeMs,
-  } satisfies ManifestEntry);
-  return whole.slice(0, -1);
+  return lineStart(relative, 'file', copy.size, copy);
 }
 
 /** The end of a file's manifest line, newline included. */
@@ -54,7 +40,13 @@ export function fileLineEnd(checksum: Checksum): string {
   return checksum === NO_DATA ? ',"noData":true}\n' : `,"sha256":"${checksum}"}\n`;
 }
 
-// Field order as the schema lists them; `JSON.stringify` leaves out fields that are undefined.
-function line(entry: ManifestEntry): string {
-  return `${JSON.stringify(entry)}\n`;
+/**
+ * The fields every line starts with, in the order the schema (`ManifestEntry`) lists them. Put
+ * together by hand: `JSON.stringify` of an object cost more than copying a small file.
+ */
+function lineStart(relative: Buffer, type: ManifestEntry['type'], size: number, copy: CopyStats): string {
+  const { path: text, pathBase64: bytes } = displayPath(relative);
+  const base64 = bytes === undefined ? '' : `,"pathBase64":"${bytes}"`;
+  // A number's text is as JSON writes it.
+  return `{"path":${JSON.stringify(text)}${base64},"type":"${type}","size":${size},"mode":${copy.mode & 0o7777},"mtime":${copy.mtimeMs}`;
 }
