@@ -25,8 +25,8 @@ import {
 } from './open-at.js';
 import { copyMode, keepsOwners, tryChown } from './owners.js';
 import { MAX_PATH_BYTES, PathTooLongError } from './path-too-long.js';
-import { BIG_CHUNK_SIZE, CHUNK_SIZE, copyData, looksSparse, type BetweenChunks } from './file-data.js';
-import { ReadBuffers, checksumContents, checksumOfFile } from './file-checksum.js';
+import { CHUNK_SIZE, copyData, looksSparse, type BetweenChunks } from './file-data.js';
+import { checksumContents, checksumOfFile } from './file-checksum.js';
 import { displayPath, folderLine, linkLine, type Checksum, type CopyStats } from './manifest-lines.js';
 import { ManifestPart, inPreviousManifest, ofRegisteredInode, type ChecksumSource } from './manifest-parts.js';
 
@@ -195,7 +195,7 @@ class SyncTreeCopier {
   readonly #links: LinkRegistry;
   readonly #keepOwners = keepsOwners();
   readonly #fileSystemTypes = new Map<number, number>();
-  readonly #buffers = new ReadBuffers(CHUNK_SIZE, BIG_CHUNK_SIZE);
+  #chunk: Buffer | undefined;
   readonly #manifest: ManifestPart | undefined;
   readonly #previousChecksums: boolean;
   /** `bytes` before the file being copied, whose bytes done so far are counted between its chunks. */
@@ -488,7 +488,7 @@ class SyncTreeCopier {
   #linkedChecksum(to: Buffer, relative: Buffer): ChecksumSource | undefined {
     if (!this.#manifest) return undefined;
     if (this.#previousChecksums) return inPreviousManifest(relative);
-    return checksumOfFile(to, this.#buffers, this.#fileSystemTypes, this.#checkStopBetweenChunks);
+    return checksumOfFile(to, this.#chunkBuffer(), this.#fileSystemTypes, this.#checkStopBetweenChunks);
   }
 
   /**
@@ -502,7 +502,7 @@ class SyncTreeCopier {
     let checksum: Checksum;
     let copy: Stats | undefined;
     try {
-      const buffer = this.#buffers.for(stats.size);
+      const buffer = this.#chunkBuffer();
       const holes = looksSparse(stats);
       this.#bytesBeforeFile = this.#counts.bytes;
       checksum = checksumContents(
@@ -531,6 +531,11 @@ class SyncTreeCopier {
       this.#recordFile(relative, to, undefined, ofRegisteredInode(inode));
     }
     this.#countFile(stats);
+  }
+
+  /** One per copy, allocated when a first file needs it. */
+  #chunkBuffer(): Buffer {
+    return (this.#chunk ??= Buffer.allocUnsafe(CHUNK_SIZE));
   }
 
   /** Writes the manifest line of the file `to`; `copy` is its stats when known, else they are looked up. */

@@ -4,25 +4,6 @@ import { HASHED_ZEROS_LIMIT, hashData, hashZeros, holdsNoData, looksSparse, type
 import { NO_DATA, type Checksum } from './manifest-lines.js';
 import { FILE_FLAGS } from './open-at.js';
 
-/** Reusable read buffers: a small one for small files, a large one for the rest (fewer calls per byte). */
-export class ReadBuffers {
-  readonly #small: number;
-  readonly #large: number;
-  #smallBuffer: Buffer | undefined;
-  #largeBuffer: Buffer | undefined;
-
-  constructor(small: number, large: number) {
-    this.#small = small;
-    this.#large = large;
-  }
-
-  /** The buffer to read a file of `size` bytes through, allocated when first needed. */
-  for(size: number): Buffer {
-    if (size <= this.#small) return (this.#smallBuffer ??= Buffer.allocUnsafe(this.#small));
-    return (this.#largeBuffer ??= Buffer.allocUnsafe(this.#large));
-  }
-}
-
 /**
  * The checksum of the contents of the open regular file `fd` (described by `stats`): `read`
  * feeds them to the hash it is given (copying them on the way, say). A file that holds no data
@@ -49,17 +30,16 @@ export function checksumContents(
   return hash.digest('hex');
 }
 
-/** Reads the regular file at `file` (never through a link) and returns its checksum. */
+/** Reads the regular file at `file` (never through a link) through `buffer` and returns its checksum. */
 export function checksumOfFile(
   file: Buffer,
-  buffers: ReadBuffers,
+  buffer: Buffer,
   types: Map<number, number>,
   between: BetweenChunks,
 ): Checksum {
   const fd = fs.openSync(file, FILE_FLAGS);
   try {
     const stats = fs.fstatSync(fd);
-    const buffer = buffers.for(stats.size);
     return checksumContents(fd, stats, types, between, (hash) => hashData(fd, stats.size, buffer, hash, between));
   } finally {
     fs.closeSync(fd);

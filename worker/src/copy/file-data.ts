@@ -9,16 +9,14 @@ const HONEST_BLOCK_COUNTS = new Set([0xef53, 0x58465342, 0x9123683e, 0x01021994,
 const INLINE_LIMIT = 1024 * 1024;
 // The unit in which zeros are left out: a file system block.
 const HOLE_BLOCK = 4096;
-/** Bytes read at a time from a file that fits in a few of them (a multiple of `HOLE_BLOCK`). */
-export const CHUNK_SIZE = 32 * HOLE_BLOCK;
 /**
- * Bytes read at a time from larger files: fewer calls per byte, and still small enough that
- * progress and a stop are seen many times a second (a multiple of `HOLE_BLOCK`).
+ * Bytes read at a time (a multiple of `HOLE_BLOCK`). Measured on a 1 GiB file: 1 MiB was no
+ * faster, even a little slower; this much stays in the CPU's cache between read, hash and write.
  */
-export const BIG_CHUNK_SIZE = 256 * HOLE_BLOCK;
+export const CHUNK_SIZE = 32 * HOLE_BLOCK;
 /** A file holding no data and larger than this is not hashed (see `ManifestEntry.noData`). */
 export const HASHED_ZEROS_LIMIT = 2 ** 30;
-const ZEROS = Buffer.alloc(BIG_CHUNK_SIZE);
+const ZEROS = Buffer.alloc(CHUNK_SIZE);
 
 /** Called between chunks with the bytes done so far; may throw to stop. */
 export type BetweenChunks = (done: number) => void;

@@ -5,8 +5,8 @@ import { StringDecoder } from 'node:string_decoder';
 import type { ManifestEntry } from '@coffer/shared/job-contract';
 import { CopyStopped } from './copy-tree-sync.js';
 import { errorCode } from './errno.js';
-import { BIG_CHUNK_SIZE, CHUNK_SIZE, appendAll } from './file-data.js';
-import { ReadBuffers, checksumOfFile } from './file-checksum.js';
+import { CHUNK_SIZE, appendAll } from './file-data.js';
+import { checksumOfFile } from './file-checksum.js';
 import { LinkRegistry } from './hard-links.js';
 import { NO_DATA, fileLineEnd, type Checksum } from './manifest-lines.js';
 import { COMPLETE_SUFFIX, PENDING_SUFFIX, isReference, type ChecksumReference } from './manifest-parts.js';
@@ -46,7 +46,7 @@ export function assembleManifestSync(assembly: ManifestAssembly, shouldStop: () 
   try {
     const writer = new HashingWriter(out);
     const checksums = new ChecksumResolver(assembly, checkStop);
-    const buffer = Buffer.allocUnsafe(BIG_CHUNK_SIZE);
+    const buffer = Buffer.allocUnsafe(CHUNK_SIZE);
     for (const part of listParts(assembly.parts)) {
       const file = path.join(assembly.parts, part);
       if (part.endsWith(COMPLETE_SUFFIX)) {
@@ -72,7 +72,7 @@ class ChecksumResolver {
   readonly #assembly: ManifestAssembly;
   readonly #registry: LinkRegistry;
   readonly #checkStop: () => void;
-  readonly #buffers = new ReadBuffers(CHUNK_SIZE, BIG_CHUNK_SIZE);
+  readonly #buffer = Buffer.allocUnsafe(CHUNK_SIZE);
   readonly #fileSystemTypes = new Map<number, number>();
   #previous: Map<string, Checksum> | undefined;
 
@@ -94,7 +94,7 @@ class ChecksumResolver {
 
   #readCopy(relative: Buffer): Checksum {
     const file = Buffer.concat([Buffer.from(`${this.#assembly.target}/`), relative]);
-    return checksumOfFile(file, this.#buffers, this.#fileSystemTypes, this.#checkStop);
+    return checksumOfFile(file, this.#buffer, this.#fileSystemTypes, this.#checkStop);
   }
 
   #previousChecksums(): Map<string, Checksum> {
@@ -104,7 +104,7 @@ class ChecksumResolver {
     if (file === undefined) return this.#previous;
     const checksums = this.#previous;
     try {
-      forEachLine(file, Buffer.allocUnsafe(BIG_CHUNK_SIZE), this.#checkStop, (line) => {
+      forEachLine(file, this.#buffer, this.#checkStop, (line) => {
         const entry = JSON.parse(line) as ManifestEntry;
         if (entry.type !== 'file') return;
         const checksum = entry.sha256 ?? (entry.noData === true ? NO_DATA : undefined);
