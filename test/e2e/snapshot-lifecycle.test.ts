@@ -50,7 +50,7 @@ beforeAll(async () => {
   app = authorise(await buildApp({ config: env.config }), adminToken);
   await app.ready();
   await ensureAdminToken(app.tokenStore, env.config, app.revocations);
-  worker = startWorker(env.config, pino({ level: 'silent' }));
+  worker = startWorker(env.config, pino({ level: process.env.E2E_LOG ?? 'silent' }));
   await worker.worker.waitUntilReady();
 });
 

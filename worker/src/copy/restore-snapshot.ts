@@ -87,7 +87,7 @@ export async function restoreSnapshot(request: RestoreRequest): Promise<RestoreR
     path: request.target,
     files: progress.files,
     bytes: progress.bytes,
-    durationMs: performance.now() - startedAt,
+    durationMs: Math.round(performance.now() - startedAt),
   };
 }
 
