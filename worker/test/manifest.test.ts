@@ -83,7 +83,7 @@ function sha256sums(root: string): Map<string, string> {
 }
 
 /** Every entry below `root`, as latin1 text of its relative path's bytes. */
-function entriesBelow(root: Buffer, relative = Buffer.alloc(0)): string[] {
+function entriesBelow(root: Buffer, relative: Buffer = Buffer.alloc(0)): string[] {
   const folder = relative.length === 0 ? root : Buffer.concat([root, Buffer.from('/'), relative]);
   const found: string[] = [];
   for (const entry of fs.readdirSync(folder, { encoding: 'buffer', withFileTypes: true })) {
