@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import type { JobKind, LogRow } from '@coffer/shared';
+import { viewFromLog } from '../src/jobs/job-view.js';
+
+// Once Redis has dropped a job, its view is rebuilt from its log rows alone: each kind must
+// come back with what its rows recorded.
+function rows(kind: JobKind, parameter: string, last: Partial<LogRow>): LogRow[] {
+  const base = {
+    action: kind,
+    parameter,
+    jobId: 'job-1',
+    attempt: 1,
+    worker: 'w',
+    message: null,
+    code: null,
+    destination: 'project',
+    snapshot: null,
+    snapshotId: kind === 'backup' ? null : 'snap-1',
+    files: null,
+    bytes: null,
+    durationMs: null,
+    actor: 'ops',
+  };
+  return [
+    { ...base, id: 1, date: new Date('2026-11-29T10:00:00Z'), status: 'queued' },
+    { ...base, id: 2, date: new Date('2026-11-29T10:00:01Z'), status: 'active' },
+    { ...base, id: 3, date: new Date('2026-11-29T10:00:02Z'), status: 'completed', ...last },
+  ];
+}
+
+describe('a job view rebuilt from the log', () => {
+  it('gives a restore its target, snapshot and result path', () => {
+    const view = viewFromLog(rows('restore', '/srv/back', { files: 2, bytes: 10, durationMs: 5 }));
+    expect(view).toMatchObject({
+      kind: 'restore',
+      status: 'completed',
+      target: '/srv/back',
+      snapshot: 'snap-1',
+      destination: 'project',
+      result: { path: '/srv/back', files: 2, bytes: 10, durationMs: 5 },
+      progress: { files: 2, filesTotal: 2, bytes: 10, bytesTotal: 10 },
+    });
+    expect(view).not.toHaveProperty('source');
+  });
+
+  it("gives a verify its snapshot, the snapshot's source and a clean result", () => {
+    const view = viewFromLog(rows('verify', '/srv/project', { files: 3, bytes: 30, durationMs: 7 }));
+    expect(view).toMatchObject({
+      kind: 'verify',
+      source: '/srv/project',
+      snapshot: 'snap-1',
+      result: { files: 3, bytes: 30, damaged: 0, durationMs: 7 },
+    });
+    expect(view).not.toHaveProperty('target');
+  });
+
+  it('keeps a backup as it was, with its snapshot path', () => {
+    const view = viewFromLog(rows('backup', '/srv/project', { snapshot: '/b/project/x', files: 1, bytes: 1 }));
+    expect(view).toMatchObject({ kind: 'backup', source: '/srv/project', result: { path: '/b/project/x' } });
+    expect(view).not.toHaveProperty('snapshot');
+  });
+
+  it('gives a failed verify its code and message', () => {
+    const failed = rows('verify', '/srv/project', {
+      status: 'failed',
+      code: 'SNAPSHOT_DAMAGED',
+      message: 'snapshot snap-1 is damaged',
+    });
+    expect(viewFromLog(failed)?.error).toEqual({ code: 'SNAPSHOT_DAMAGED', message: 'snapshot snap-1 is damaged' });
+  });
+});
