@@ -6,7 +6,8 @@ import type { CopyCounts } from './copy-counts.js';
 import { CopyStopped, copySubtreeSync, copyTreeSync, type Delegation } from './copy-tree-sync.js';
 import { assembleManifestSync } from './manifest-assembly.js';
 import { measureTreeSync } from './measure-tree-sync.js';
-import { ACTIVE, STOP, serializeError, type ThreadMessage, type ThreadTask } from './thread-protocol.js';
+import { unfinished } from './thread-failure.js';
+import { ACTIVE, STOP, type ThreadMessage, type ThreadTask } from './thread-protocol.js';
 
 // Progress is posted at most this often: a message per file would cost more than the copy.
 const PROGRESS_INTERVAL_MS = 50;
@@ -49,7 +50,6 @@ function run(task: ThreadTask): ThreadMessage {
         : copySubtreeSync(task.source, task.target, task.subtree, options);
     return { type: 'done', value };
   } catch (error) {
-    if (error instanceof CopyStopped) return { type: 'stopped' };
-    return { type: 'failed', error: serializeError(error) };
+    return unfinished(error, error instanceof CopyStopped);
   }
 }

@@ -2,7 +2,9 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { CopyCounts } from './copy-counts.js';
 import type { Subtree } from './copy-tree-sync.js';
-import { STOP, deserializeError, discardTask, type ThreadMessage, type ThreadTask } from './thread-protocol.js';
+import { threadEntry } from './thread-entry.js';
+import { deserializeError } from './thread-failure.js';
+import { STOP, discardTask, type ThreadMessage, type ThreadTask } from './thread-protocol.js';
 
 export interface RunOptions {
   /** Aborting stops the task (and every task sharing its state) at its next entry; the call then rejects with `signal.reason`. */
@@ -46,18 +48,6 @@ export async function runOnThread<T>(task: ThreadTask, options: RunOptions = {})
 
 /** How a task ended; errors travel as values, since an abort's reason may be anything. */
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
-
-/** Where a thread starts: the compiled entry beside this module, or its TypeScript source through tsx. */
-function threadEntry(): URL {
-  const extension = new URL(import.meta.url).pathname.endsWith('.ts') ? '.ts' : '.js';
-  const entry = new URL(`./copy-thread${extension}`, import.meta.url);
-  if (extension === '.js') return entry;
-  // Running from the TypeScript sources (as the test suite does): Node cannot load .ts
-  // files itself, and a thread does not inherit the loader the sources were loaded with.
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const boot = `import { register } from ${JSON.stringify(tsx)}; register(); await import(${JSON.stringify(entry.href)});`;
-  return new URL(`data:text/javascript,${encodeURIComponent(boot)}`);
-}
 
 interface Running {
   onMessage(message: ThreadMessage): void;
@@ -209,7 +199,7 @@ class ThreadPool {
 
   #spawn(): PooledThread {
     this.#size += 1;
-    this.#entry ??= threadEntry();
+    this.#entry ??= threadEntry('copy-thread');
     const thread = new PooledThread(this.#entry, (exited) => this.#forget(exited));
     thread.busy();
     return thread;

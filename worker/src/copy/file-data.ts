@@ -53,6 +53,7 @@ export function holdsNoData(fd: number, stats: Stats, types: Map<number, number>
  * way: the file is read once for both. With `holes`, as `cp --sparse=auto` does: blocks of
  * zeros are hashed but not written, so they stay holes, and the size is set last. Calls
  * `between` between chunks, so a huge file shows progress and does not hold up a stop.
+ * Returns the bytes read (and copied), which differ from `size` when the file changed since.
  */
 export function copyData(
   from: number,
@@ -62,7 +63,7 @@ export function copyData(
   hash: Hash,
   holes: boolean,
   between: BetweenChunks,
-): void {
+): number {
   const position = readChunks(from, size, buffer, between, (read, at) => {
     const chunk = read === buffer.length ? buffer : buffer.subarray(0, read);
     hash.update(chunk);
@@ -70,6 +71,7 @@ export function copyData(
     else writeAll(to, buffer, 0, read, at);
   });
   if (holes) fs.ftruncateSync(to, position);
+  return position;
 }
 
 /** Feeds the contents of the open file `from` (of `size` bytes when fstat'ed) to `hash`, through `buffer`. */

@@ -15,7 +15,8 @@ import {
   type RestoreTask,
   type StepResult,
 } from './restore-thread.js';
-import { deserializeError } from './thread-protocol.js';
+import { threadEntry } from './thread-entry.js';
+import { deserializeError } from './thread-failure.js';
 
 export type { RestoreProgress } from './restore-thread.js';
 
@@ -225,10 +226,6 @@ class RestoreRun {
 function errorOf(outcome: Exclude<Outcome, { type: 'done' }>): unknown {
   switch (outcome.type) {
     case 'failed':
-      if ('failure' in outcome) {
-        const { code, message, permanent, problems } = outcome.failure;
-        return new JobFailure(code, message, permanent, { problems });
-      }
       return deserializeError(outcome.error);
     case 'stopped':
       return new Error('restore stopped');
@@ -239,7 +236,7 @@ function errorOf(outcome: Exclude<Outcome, { type: 'done' }>): unknown {
 
 /** A worker thread started for one restore, running one step at a time. */
 class RestoreThread {
-  readonly #worker = new Worker(restoreThreadEntry(), { workerData: RESTORE_THREAD_DATA });
+  readonly #worker = new Worker(threadEntry('restore-thread'), { workerData: RESTORE_THREAD_DATA });
   #running: ((outcome: Outcome) => void) | undefined;
   #settled: Promise<unknown> = Promise.resolve();
   #alive = true;
@@ -288,15 +285,4 @@ class RestoreThread {
     this.#running = undefined;
     running?.(outcome);
   }
-}
-/** The thread's entry: compiled beside this module, or its TypeScript source loaded through tsx (as in tests). */
-function restoreThreadEntry(): URL {
-  const compiled = !new URL(import.meta.url).pathname.endsWith('.ts');
-  const entry = new URL(compiled ? './restore-thread.js' : './restore-thread.ts', import.meta.url);
-  if (compiled) return entry;
-  // A thread does not inherit the loader the sources run with: it registers tsx first.
-  const loader = JSON.stringify(import.meta.resolve('tsx/esm/api'));
-  return new URL(
-    `data:text/javascript,${encodeURIComponent(`import { register } from ${loader}; register(); await import(${JSON.stringify(entry.href)});`)}`,
-  );
 }

@@ -4,15 +4,15 @@
 // parent folder (open-at.ts), never through a link.
 import fs, { constants, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { isUtf8 } from 'node:buffer';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
-import { JobFailure, type FailureCode, type FailureProblem } from '@coffer/shared/failure';
+import { JobFailure, type FailureProblem } from '@coffer/shared/failure';
 import type { ManifestEntry } from '@coffer/shared/job-contract';
 import { errorCode } from './errno.js';
-import { CHUNK_SIZE, looksSparse } from './file-data.js';
+import { CHUNK_SIZE, copyData, looksSparse } from './file-data.js';
 import { entryPathBytes, linkTargetBytes, readManifest } from './manifest-file.js';
+import { displayPath } from './manifest-lines.js';
 import { FILE_FLAGS, FOLDER_FLAGS, entryPath, fdPath, folderPrefix, namedAfter } from './open-at.js';
 import { copyMode, keepsOwners, tryChown } from './owners.js';
 import { removeTree } from './remove-tree.js';
@@ -25,7 +25,7 @@ import {
   stagingName,
   temporaryName,
 } from './restore-target.js';
-import { serializeError, type SerializedError } from './thread-protocol.js';
+import { unfinished, type Unfinished } from './thread-failure.js';
 
 /** What a restore is asked to do; `state` holds Int32 `STOP_FLAG`, set to 1 to stop every thread of it. */
 export interface RestoreTask {
@@ -73,21 +73,9 @@ export interface StepResult {
   created?: number[];
 }
 
-/** A failure that keeps its code across the thread boundary. */
-export interface SerializedFailure {
-  code: FailureCode;
-  message: string;
-  permanent: boolean;
-  problems?: FailureProblem[];
-}
-
 /** What a thread posts; exactly one `done`, `stopped` or `failed` ends each step. */
 export type RestoreMessage =
-  | { type: 'progress'; progress: PartProgress }
-  | { type: 'done'; result: StepResult }
-  | { type: 'stopped' }
-  | { type: 'failed'; failure: SerializedFailure }
-  | { type: 'failed'; error: SerializedError };
+  { type: 'progress'; progress: PartProgress } | { type: 'done'; result: StepResult } | Unfinished;
 
 // Progress is posted at most this often; within a big file it moves every chunk.
 const PROGRESS_INTERVAL_MS = 100;
@@ -103,7 +91,6 @@ const FOLDER_IN_THE_WAY_CODES = new Set(['EISDIR', 'ENOTEMPTY', 'EEXIST']);
 const PERMANENT_CODES = new Set(['EACCES', 'EPERM', 'EROFS', 'ENAMETOOLONG', 'ENOTDIR', 'ELOOP']);
 // rename(2) of the staging folder: the target's place was taken meanwhile.
 const TAKEN_CODES = new Set(['ENOTEMPTY', 'EEXIST', 'ENOTDIR', 'EISDIR']);
-const ZEROS = Buffer.alloc(CHUNK_SIZE);
 const ROOT_INDEX = 0;
 const SEPARATOR = Buffer.from('/');
 
@@ -286,16 +273,13 @@ function isPlainRelative(key: string): boolean {
 
 /** A permanent `SNAPSHOT_DAMAGED` naming the entry `relative` of the snapshot. */
 function damaged(snapshotPath: string, relative: Buffer, problem: FailureProblem['problem'], why: string): JobFailure {
-  const shown = relative.toString();
-  const listed: FailureProblem = isUtf8(relative)
-    ? { path: shown, problem }
-    : { path: shown, pathBase64: relative.toString('base64'), problem };
+  const shown = displayPath(relative);
   return new JobFailure(
     'SNAPSHOT_DAMAGED',
-    `${shown} in snapshot ${snapshotPath} does not match its manifest: ${why}`,
+    `${shown.path} in snapshot ${snapshotPath} does not match its manifest: ${why}`,
     true,
     {
-      problems: [listed],
+      problems: [{ ...shown, problem }],
     },
   );
 }
@@ -583,32 +567,21 @@ class SyncRestorer {
 
   /**
    * Copies the open snapshot file `from` into the new file `out`, hashing what it reads:
-   * a size or SHA-256 other than the manifest's fails as `SNAPSHOT_DAMAGED`. Zero chunks of a
-   * sparse file stay holes.
+   * a size or SHA-256 other than the manifest's fails as `SNAPSHOT_DAMAGED`. Blocks of zeros of
+   * a sparse file stay holes.
    */
   #copyChecked(from: number, out: number, stats: Stats, leaf: PlannedLeaf): void {
     const hash = createHash('sha256');
-    const holes = looksSparse(stats);
-    const buffer = this.#chunk;
-    let position = 0;
-    for (;;) {
-      const read = fs.readSync(from, buffer, 0, buffer.length, position);
-      if (read === 0) break;
-      if (position + read > leaf.entry.size) break;
-      hash.update(buffer.subarray(0, read));
-      if (!holes || buffer.compare(ZEROS, 0, read, 0, read) !== 0) {
-        for (let at = 0; at < read;) at += fs.writeSync(out, buffer, at, read - at, position + at);
-      }
-      position += read;
-      this.progress.bytes += read;
+    const before = this.progress.bytes;
+    const copied = copyData(from, out, leaf.entry.size, this.#chunk, hash, looksSparse(stats), (done) => {
+      this.progress.bytes = before + done;
       this.#report();
-      // A short read at the known size is the end, which spares a small file a second read.
-      if (read < buffer.length && position >= leaf.entry.size) break;
       this.#checkStop();
-    }
-    if (holes) fs.ftruncateSync(out, position);
+    });
+    this.progress.bytes = before + copied;
+    this.#report();
     const sha256 = hash.digest('hex');
-    if (position !== leaf.entry.size || sha256 !== leaf.entry.sha256) {
+    if (copied !== leaf.entry.size || sha256 !== leaf.entry.sha256) {
       throw this.#damaged(
         leaf.relative,
         'changed',
@@ -746,14 +719,7 @@ export class RestoreSteps {
       return { type: 'done', result: await this.#step(command) };
     } catch (thrown) {
       const error = toRestoreFailure(thrown, this.#target);
-      if (error instanceof RestoreStopped) return { type: 'stopped' };
-      if (error instanceof JobFailure) {
-        const { code, message, permanent, problems } = error;
-        const failure: SerializedFailure = { code, message, permanent };
-        if (problems) failure.problems = problems;
-        return { type: 'failed', failure };
-      }
-      return { type: 'failed', error: serializeError(error) };
+      return unfinished(error, error instanceof RestoreStopped);
     }
   }
 

@@ -4,9 +4,10 @@
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
-import { JobFailure, type FailureCode, type FailureProblem } from '@coffer/shared/failure';
+import type { FailureProblem } from '@coffer/shared/failure';
 import type { JobProgress } from '@coffer/shared/job-contract';
-import { deserializeError, type SerializedError } from './thread-protocol.js';
+import { threadEntry } from './thread-entry.js';
+import { deserializeError, type Unfinished } from './thread-failure.js';
 
 export interface VerifyRequest {
   /** The snapshot folder; its manifest lies beside it (see `manifestPathOf`). */
@@ -50,21 +51,9 @@ export interface VerifyTask {
 
 export const STOP_FLAG = 0;
 
-/** A `JobFailure` as it crosses the thread boundary (structured cloning keeps only an Error's message). */
-export interface SerializedJobFailure {
-  code: FailureCode;
-  message: string;
-  permanent: boolean;
-  problems?: FailureProblem[];
-}
-
 /** What the thread posts; exactly one `done`, `stopped` or `failed` ends it. */
 export type VerifyMessage =
-  | { type: 'progress'; progress: JobProgress }
-  | { type: 'done'; report: Omit<VerifyReport, 'durationMs'> }
-  | { type: 'stopped' }
-  | { type: 'failed'; error: SerializedError }
-  | { type: 'failed'; jobFailure: SerializedJobFailure };
+  { type: 'progress'; progress: JobProgress } | { type: 'done'; report: Omit<VerifyReport, 'durationMs'> } | Unfinished;
 
 // Threads sharing one verification: a small file costs more in system calls than in hashing,
 // which threads make side by side. At most four, so that a verification leaves cores to the
@@ -216,7 +205,7 @@ function runVerifyThread(
   onProgress: (progress: JobProgress) => void,
 ): Promise<Omit<VerifyReport, 'durationMs'>> {
   // Node closes the fds a thread opened when it ends, so a terminated thread leaves none open.
-  const thread = new Worker(threadEntry(), { workerData: task });
+  const thread = new Worker(threadEntry('verify-thread'), { workerData: task });
   let terminateTimer: NodeJS.Timeout | undefined;
   let settled = false;
   stop.onStop(() => {
@@ -246,35 +235,11 @@ function runVerifyThread(
           settle({ error: new Error('verify thread stopped without a reason') });
           return;
         case 'failed':
-          settle({
-            error:
-              'jobFailure' in message ? deserializeJobFailure(message.jobFailure) : deserializeError(message.error),
-          });
+          settle({ error: deserializeError(message.error) });
           return;
       }
     });
     thread.on('error', (error) => settle({ error }));
     thread.on('exit', (code) => settle({ error: new Error(`verify thread exited with code ${code}`) }));
   });
-}
-
-export function serializeJobFailure(failure: JobFailure): SerializedJobFailure {
-  const { code, message, permanent, problems } = failure;
-  return problems === undefined ? { code, message, permanent } : { code, message, permanent, problems };
-}
-
-function deserializeJobFailure({ code, message, permanent, problems }: SerializedJobFailure): JobFailure {
-  return new JobFailure(code, message, permanent, { problems });
-}
-
-/** Where the thread starts: the compiled entry beside this module, or its TypeScript source through tsx. */
-function threadEntry(): URL {
-  const extension = new URL(import.meta.url).pathname.endsWith('.ts') ? '.ts' : '.js';
-  const entry = new URL(`./verify-thread${extension}`, import.meta.url);
-  if (extension === '.js') return entry;
-  // From the TypeScript sources (tests): a thread does not inherit the loader of its parent.
-  const register = `import { register } from ${JSON.stringify(import.meta.resolve('tsx/esm/api'))}; register();`;
-  return new URL(
-    `data:text/javascript,${encodeURIComponent(`${register} await import(${JSON.stringify(entry.href)});`)}`,
-  );
 }

@@ -1,7 +1,6 @@
 // The entry of a verify thread (see verify-snapshot.ts): reads the manifest, then walks the
 // snapshot with synchronous calls (on a warm cache about half the cost of their async forms,
 // and this thread's event loop serves nobody else) and posts progress, then one outcome.
-import { isUtf8 } from 'node:buffer';
 import { hash, createHash } from 'node:crypto';
 import fs, { type Dirent, type Stats } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -10,12 +9,12 @@ import { JobFailure, type FailureProblem } from '@coffer/shared/failure';
 import type { JobProgress, ManifestEntry } from '@coffer/shared/job-contract';
 import { errorCode } from './errno.js';
 import { entryPathBytes, linkTargetBytes, readManifest } from './manifest-file.js';
+import { displayPath } from './manifest-lines.js';
 import { FILE_FLAGS, FOLDER_FLAGS, entryPath, folderPrefix, isSpecial, listFolder } from './open-at.js';
-import { serializeError } from './thread-protocol.js';
+import { unfinished } from './thread-failure.js';
 import {
   MAX_LISTED_PROBLEMS,
   STOP_FLAG,
-  serializeJobFailure,
   type VerifyMessage,
   type VerifyProblems,
   type VerifyReport,
@@ -242,7 +241,7 @@ class SnapshotVerifier {
   #addProblem(path: string | DisplayedPath, problem: FailureProblem['problem']): void {
     this.#problems.count += 1;
     if (this.#problems.items.length >= MAX_LISTED_PROBLEMS) return;
-    const displayed = typeof path === 'string' ? displayedBytes(Buffer.from(path, 'latin1')) : path;
+    const displayed = typeof path === 'string' ? displayPath(Buffer.from(path, 'latin1')) : path;
     this.#problems.items.push({ ...displayed, problem });
   }
 
@@ -388,12 +387,6 @@ function keyOf(entry: ManifestEntry): string {
   return entryPathBytes(entry).toString('latin1');
 }
 
-function displayedBytes(path: Buffer): DisplayedPath {
-  return isUtf8(path)
-    ? { path: path.toString('utf8') }
-    : { path: path.toString('utf8'), pathBase64: path.toString('base64') };
-}
-
 function displayedPath(entry: ManifestEntry): DisplayedPath {
   return entry.pathBase64 === undefined ? { path: entry.path } : { path: entry.path, pathBase64: entry.pathBase64 };
 }
@@ -414,9 +407,7 @@ async function verify(task: VerifyTask, post: (message: VerifyMessage) => void):
     const verifier = new SnapshotVerifier(task, entries, post);
     return { type: 'done', report: verifier.run(task.snapshotPath) };
   } catch (error) {
-    if (error instanceof VerifyStopped) return { type: 'stopped' };
-    if (error instanceof JobFailure) return { type: 'failed', jobFailure: serializeJobFailure(error) };
-    return { type: 'failed', error: serializeError(error) };
+    return unfinished(error, error instanceof VerifyStopped);
   }
 }
 
