@@ -288,6 +288,15 @@ describe('a failed attempt', () => {
     expect(records[1]?.result).toEqual({ code: 'COPY_FAILED', message: 'EIO: disk hiccup' });
   });
 
+  it.each([
+    ['restore', restoreData, 'RESTORE_FAILED'],
+    ['verify', verifyData, 'VERIFY_FAILED'],
+  ] as const)('names an unexpected %s error after its kind (%s)', async (kind, data, code) => {
+    const { process } = setup({ runners: { [kind]: failing(new Error('EIO')) } });
+    const err = await rejection(process(fakeJob({ name: kind, data }).job, TOKEN));
+    expect(decodeFailure(err.message).code).toBe(code);
+  });
+
   it('on the last attempt after a transient error: failed, with the failure in the error', async () => {
     const { process, rows } = setup({ runners: { backup: failing(new Error('EIO: disk hiccup')) } });
     const { job } = fakeJob({ attemptsStarted: 3, attemptsMade: 2, attempts: 3 });
@@ -579,12 +588,13 @@ describe('a run after a crash (attemptsStarted > 1)', () => {
 });
 
 describe('jobs this worker cannot run', () => {
+  // A kind it knows but has no runner for still ends its history; an unknown name has no row shape.
   it.each([
-    ['an unknown kind', 'compact'],
-    ['a kind without a runner', 'prune'],
-  ])('%s: UnrecoverableError INVALID_JOB, no rows', async (_case, name) => {
+    ['an unknown kind', 'compact', []],
+    ['a kind without a runner', 'prune', ['failed']],
+  ])('%s: UnrecoverableError INVALID_JOB, rows %j', async (_case, name, expected) => {
     const backup = runner<'backup'>(async () => ({ result: { path: '/p', files: 0, bytes: 0, durationMs: 0 } }));
-    const { process, records } = setup({ runners: { backup } });
+    const { process, statuses, rows } = setup({ runners: { backup } });
     const { job } = fakeJob({ name });
 
     const err = await rejection(process(job, TOKEN));
@@ -593,7 +603,8 @@ describe('jobs this worker cannot run', () => {
     const failure = decodeFailure(err.message);
     expect(failure.code).toBe('INVALID_JOB');
     expect(failure.message).toContain(name);
-    expect(records).toEqual([]);
+    expect(statuses()).toEqual(expected);
+    for (const row of rows()) expect(row).toMatchObject({ action: name, code: 'INVALID_JOB' });
     expect(backup.runs).toEqual([]);
   });
 });

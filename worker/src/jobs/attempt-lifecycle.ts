@@ -8,6 +8,7 @@ import {
   jobLogRow,
   type CofferConfig,
   type Failure,
+  type FailureCode,
   type JobDataByKind,
   type JobItem,
   type JobKind,
@@ -72,7 +73,15 @@ export interface LifecycleDeps {
 
 type Outcome = Failure & { permanent: boolean };
 
-function failureOf(err: unknown, signal: AbortSignal | undefined): Outcome {
+/** The code of an unexpected (so transient) failure, by kind. */
+const UNEXPECTED_FAILURE: Record<JobKind, FailureCode> = {
+  backup: 'COPY_FAILED',
+  restore: 'RESTORE_FAILED',
+  verify: 'VERIFY_FAILED',
+  prune: 'COPY_FAILED',
+};
+
+function failureOf(err: unknown, signal: AbortSignal | undefined, kind: JobKind): Outcome {
   if (signal?.aborted) return { code: 'CANCELLED', message: CANCEL_REASON, permanent: true };
   if (err instanceof JobFailure) {
     const outcome: Outcome = { code: err.code, message: err.message, permanent: err.permanent };
@@ -80,7 +89,7 @@ function failureOf(err: unknown, signal: AbortSignal | undefined): Outcome {
     return outcome;
   }
   const message = err instanceof Error ? err.message : String(err);
-  return { code: 'COPY_FAILED', message, permanent: false };
+  return { code: UNEXPECTED_FAILURE[kind], message, permanent: false };
 }
 
 /** Names an attempt's private folders: a digest of its lock token, which is unique per attempt. */
@@ -107,9 +116,13 @@ export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
     const jobId = job.id ?? '';
     const logger = parentLogger.child({ jobId, kind: job.name });
     if (!isKind(job.name) || !runners[job.name]) {
-      throw new UnrecoverableError(
-        encodeFailure({ code: 'INVALID_JOB', message: `this worker runs no job of kind "${job.name}"` }),
-      );
+      const failure: Failure = { code: 'INVALID_JOB', message: `this worker runs no job of kind "${job.name}"` };
+      // A kind this worker cannot run still gets its terminal row, or its history would end at `queued`.
+      if (isKind(job.name)) {
+        const row = jobLogRow({ name: job.name, data: job.data } as JobItem, jobId, 1, config.instanceName);
+        await outbox.record([{ ...row, status: 'failed', code: failure.code, message: failure.message }], failure);
+      }
+      throw new UnrecoverableError(encodeFailure(failure));
     }
     const kind = job.name;
     const item = { name: kind, data: job.data } as JobItem;
@@ -180,7 +193,7 @@ export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
       }
       // Only the owner of the job may write its next row.
       if (!(await stillOwned().catch(() => true))) throw superseded(err);
-      const failure = failureOf(err, signal);
+      const failure = failureOf(err, signal, kind);
       const attemptsAllowed = job.opts.attempts ?? 1;
       const willRetry = !failure.permanent && job.attemptsMade + 1 < attemptsAllowed;
       const status = willRetry ? 'retrying' : failure.code === 'CANCELLED' ? 'cancelled' : 'failed';
