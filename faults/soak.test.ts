@@ -142,9 +142,11 @@ describe('soak: 2,000 jobs while workers are killed at random', () => {
       const expected = await readFile(join(sources, `s${n}`, 'payload.txt'), 'utf8');
       const folder = join(backups, 'soak', `s${n}`);
       const entries = await readdir(folder);
-      // Beside the snapshots only Coffer's record of each one: which source it copied.
+      // Beside the snapshots only Coffer's records of each one: which source it copied, and its manifest.
       const snapshots = entries.filter((name) => name !== '.coffer');
-      expect((await readdir(join(folder, '.coffer'))).sort()).toEqual(snapshots.map((name) => `${name}.json`).sort());
+      expect((await readdir(join(folder, '.coffer'))).sort()).toEqual(
+        snapshots.flatMap((name) => [`${name}.json`, `${name}.manifest.ndjson`]).sort(),
+      );
       for (const snapshot of snapshots) {
         expect(await readdir(join(folder, snapshot))).toEqual(['payload.txt']);
         expect(await readFile(join(folder, snapshot, 'payload.txt'), 'utf8')).toBe(expected);
