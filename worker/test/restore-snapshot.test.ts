@@ -10,6 +10,7 @@ import { manifestPathOf } from '../src/copy/manifest-file.js';
 import { removeTree } from '../src/copy/remove-tree.js';
 import { restoreSnapshot, type RestoreProgress, type RestoreRequest } from '../src/copy/restore-snapshot.js';
 import { resolveRestoreTarget } from '../src/copy/restore-target.js';
+import { AttemptSuperseded } from '../src/copy/snapshot.js';
 
 const SNAPSHOT_NAME = '20261127T191045.123Z-job-1';
 // Above this, a file without blocks is listed by its size alone (as the copy engine does).
@@ -232,6 +233,19 @@ describe('restoreSnapshot into a new target', () => {
     await fsp.chmod(path.join(leftover, 'half'), 0o555);
     await restore({ attempt: 'a1' });
     expect(await listing(restores)).toEqual(['out']);
+  });
+
+  it('puts nothing in place once another attempt owns the job, and leaves no staging', async () => {
+    const asked: number[] = [];
+    const outcome = restore({
+      stillOwned: async () => {
+        asked.push(1);
+        return false;
+      },
+    });
+    await expect(outcome).rejects.toBeInstanceOf(AttemptSuperseded);
+    expect(asked).toHaveLength(1);
+    expect(await listing(restores)).toEqual([]);
   });
 
   it('makes a file that holds no data by its size alone', async () => {

@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { JobFailure } from '@coffer/shared/failure';
 import { removeTree } from './remove-tree.js';
+import { AttemptSuperseded } from './snapshot.js';
 import { stagingName } from './restore-target.js';
 import {
   RESTORE_THREAD_DATA,
@@ -38,6 +39,12 @@ export interface RestoreRequest {
   signal?: AbortSignal;
   /** Called with the running counts at most every 100 ms (and within big files); a throw stops the restore. */
   onProgress?: (progress: Readonly<RestoreProgress>) => void;
+  /**
+   * Asked just before a complete restore is put in place: false means another attempt owns the
+   * job now, and this one removes its staging folder and rejects with `AttemptSuperseded`.
+   * Default: always true.
+   */
+  stillOwned?: () => Promise<boolean>;
 }
 
 export interface RestoreReport {
@@ -111,6 +118,7 @@ class RestoreRun {
   readonly #task: RestoreTask;
   readonly #signal: AbortSignal | undefined;
   readonly #onProgress: ((progress: Readonly<RestoreProgress>) => void) | undefined;
+  readonly #stillOwned: () => Promise<boolean>;
   readonly #threads: RestoreThread[] = [];
   readonly #counts: PartProgress[] = [];
   readonly #stopFlag: Int32Array;
@@ -122,6 +130,7 @@ class RestoreRun {
     this.#task = task;
     this.#signal = request.signal;
     this.#onProgress = request.onProgress;
+    this.#stillOwned = request.stillOwned ?? (async () => true);
     this.#stopFlag = new Int32Array(task.state);
   }
 
@@ -161,6 +170,9 @@ class RestoreRun {
       this.#threads.map((thread, part) => this.#step(thread, { kind: 'fill', part, parts: this.#threads.length })),
     );
     const created = [...new Set(filled.flatMap((result) => result.created ?? []))];
+    // The target gets its name only while this attempt still owns the job: an attempt paused
+    // past its lock must not put a restore in place that the job's new owner is making too.
+    if (!(await this.#stillOwned())) throw new AttemptSuperseded(this.#task.jobId);
     await this.#step(first, { kind: 'finish', created });
     return filled.reduce<PartProgress>(
       (sum, result) => ({

@@ -6,7 +6,7 @@ import type { KindRunner } from './attempt-lifecycle.js';
 /** Writes a snapshot (or some of its entries) back into a target folder, checked against its manifest. */
 export function restoreRunner(config: Pick<CofferConfig, 'backupRoot'>): KindRunner<'restore'> {
   return {
-    async run({ jobId, tag, data, signal, progress }) {
+    async run({ jobId, tag, data, signal, stillOwned, progress }) {
       // The API checked the target as text; here its real path is checked, links resolved.
       const target = await resolveRestoreTarget(data.target, data.targetRoots, config.backupRoot);
       const { path, files, bytes, durationMs } = await restoreSnapshot({
@@ -18,6 +18,7 @@ export function restoreRunner(config: Pick<CofferConfig, 'backupRoot'>): KindRun
         jobId,
         attempt: tag,
         signal,
+        stillOwned,
         onProgress: (counts) => progress.report(counts),
       });
       return { result: { path, files, bytes, durationMs }, row: { files, bytes, durationMs } };
