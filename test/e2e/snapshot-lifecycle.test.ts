@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
@@ -201,5 +201,36 @@ describe('a snapshot from backup to restore', () => {
     expect([...kinds]).toEqual(['restore']);
     const rows = (await app.inject(`/logs?jobId=${snapshotId}`)).json<{ items: { action: string }[] }>();
     expect(new Set(rows.items.map((row) => row.action))).toEqual(new Set(['backup']));
+  });
+});
+
+describe('cancelling a restore or a verify', () => {
+  it('stops inside one big file and leaves no target behind', async () => {
+    const source = join(env.sources, 'big');
+    await mkdir(source);
+    // Big enough that neither job can finish before the cancel lands.
+    await run('sh', ['-c', `head -c 1500000000 /dev/zero > '${join(source, 'huge.bin')}'`]);
+    const backup = await finished(await submit('/backup', { source, destination: 'big' }));
+    expect(backup.status).toBe('completed');
+
+    for (const request of [
+      { url: '/restore', payload: { snapshot: backup.id, target: join(restores, 'cancelled') } },
+      { url: '/verify', payload: { snapshot: backup.id } },
+    ]) {
+      const id = await submit(request.url, request.payload);
+      await waitFor(
+        async () => {
+          const view = (await app.inject(`/jobs/${id}`)).json<JobView & { progress: { bytes: number } }>();
+          return view.status === 'active' && view.progress.bytes > 0 ? true : undefined;
+        },
+        30_000,
+        `${request.url} to be copying`,
+      );
+      const cancel = await app.inject({ method: 'DELETE', url: `/jobs/${id}` });
+      expect(cancel.statusCode, cancel.body).toBe(202);
+      expect((await finished(id)).status).toBe('cancelled');
+    }
+    await expect(stat(join(restores, 'cancelled'))).rejects.toMatchObject({ code: 'ENOENT' });
+    expect((await readdir(restores)).filter((name) => name.includes('coffer-restore'))).toEqual([]);
   });
 });
