@@ -22,7 +22,7 @@ export function jobLogRow(item: JobItem, jobId: string, attempt: number, worker:
   const { data } = item;
   return {
     action: item.name,
-    parameter: jobParameter(item.name, data as { source?: string; target?: string; destination: string }),
+    parameter: jobParameter(item.name, data),
     jobId,
     attempt,
     worker,
