@@ -1,8 +1,10 @@
+import { promises as fsp } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { JobFailure } from '@coffer/shared/failure';
+import { manifestPathOf } from './manifest-file.js';
 import { removeTree } from './remove-tree.js';
 import { AttemptSuperseded } from './snapshot.js';
 import { stagingName } from './restore-target.js';
@@ -104,6 +106,16 @@ const MAX_THREADS = Math.max(1, Math.min(4, availableParallelism()));
 // Below this many files (or bytes), a second thread costs more to start than it saves.
 const PARALLEL_MIN_FILES = 2000;
 const PARALLEL_MIN_BYTES = 256 * 1024 * 1024;
+// A manifest line takes about 150 bytes: this many stand for about PARALLEL_MIN_FILES entries.
+const PARALLEL_MIN_MANIFEST_BYTES = 300 * 1024;
+
+/** The size of a snapshot's manifest file; 0 when it cannot be seen (loading it will say why). */
+async function manifestBytes(snapshotPath: string): Promise<number> {
+  return fsp.stat(manifestPathOf(snapshotPath)).then(
+    (stats) => stats.size,
+    () => 0,
+  );
+}
 
 /** How a step ended on one thread: its last message, or the thread's crash. */
 type Outcome = Exclude<RestoreMessage, { type: 'progress' }> | { type: 'crashed'; error: Error };
@@ -155,13 +167,18 @@ class RestoreRun {
   }
 
   async #steps(): Promise<PartProgress> {
+    // Each thread loads the manifest itself, which is a good part of a small-file restore: for
+    // a manifest that promises a large restore they all start and load it at once.
+    const likely = (await manifestBytes(this.#task.snapshotPath)) >= PARALLEL_MIN_MANIFEST_BYTES ? MAX_THREADS : 1;
     const first = this.#startThread();
-    const loaded = await this.#step(first, { kind: 'load', task: this.#task });
-    this.#totals = loaded.totals ?? this.#totals;
+    const early = Array.from({ length: likely - 1 }, () => this.#startThread());
+    const load: RestoreCommand = { kind: 'load', task: this.#task };
+    const [loaded] = await Promise.all([first, ...early].map((thread) => this.#step(thread, load)));
+    this.#totals = loaded?.totals ?? this.#totals;
     this.#report();
     const { filesTotal, bytesTotal } = this.#totals;
     const parallel = filesTotal >= PARALLEL_MIN_FILES || bytesTotal >= PARALLEL_MIN_BYTES ? MAX_THREADS : 1;
-    const others = Array.from({ length: parallel - 1 }, () => this.#startThread());
+    const others = Array.from({ length: Math.max(0, parallel - this.#threads.length) }, () => this.#startThread());
     await Promise.all([
       this.#step(first, { kind: 'prepare' }),
       ...others.map((thread) => this.#step(thread, { kind: 'load', task: this.#task })),
