@@ -5,7 +5,7 @@ import { RUNS } from './settings.js';
 import { flushWrites, interleave, timeCommand, timed } from './timing.js';
 
 /** The copy engine the worker uses, from its build (types from its sources). */
-type CopyEngine = typeof import('../worker/src/copy/index.js');
+export type CopyEngine = typeof import('../worker/src/copy/index.js');
 
 export async function loadCopyEngine(root: string): Promise<CopyEngine> {
   return (await import(new URL('worker/dist/copy/index.js', `file://${root}/`).href)) as CopyEngine;

@@ -14,6 +14,8 @@ export interface DatasetSpec {
 
 export const DATASETS = {
   bigFile: { name: 'big-1GiB.bin', kind: 'file', dirs: 0, perDir: 0, size: 2 ** 30 },
+  // Backed up only to be cancelled inside it.
+  hugeFile: { name: 'huge-2GiB.bin', kind: 'file', dirs: 0, perDir: 0, size: 2 ** 31 },
   smallFiles: { name: 'small-20000x4KiB', kind: 'tree', dirs: 200, perDir: 100, size: 4096 },
   mediumFiles: { name: 'medium-2000x256KiB', kind: 'tree', dirs: 20, perDir: 100, size: 256 * 1024 },
   tiny: { name: 'tiny-1x100B', kind: 'tree', dirs: 1, perDir: 1, size: 100 },

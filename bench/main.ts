@@ -1,4 +1,4 @@
-// `pnpm bench`: Coffer against cp, rsync and bare BullMQ on this machine. See the README's
+// `pnpm bench`: Coffer against cp, rsync, sha256sum, openssl and bare BullMQ on this machine. See the README's
 // "Performance" section; results go to stdout and bench/results/latest.json.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
@@ -9,13 +9,17 @@ import { copyCases, loadCopyEngine } from './copy-cases.js';
 import { DATASETS, ensureDataset } from './datasets.js';
 import { describeMachine, ensureRsync, fileSystemSettler } from './machine.js';
 import { formatTable, writeResults, type CaseResult } from './report.js';
-import { runEndToEndCase, runHttpCase, runJobsListCase, runMemoryCase } from './service-cases.js';
+import { runCancelCase, runEndToEndCase, runHttpCase, runJobsListCase, runMemoryCase } from './service-cases.js';
+import { loadSnapshotEngine, snapshotCases } from './snapshot-cases.js';
 import { BENCH_DIR, DATA_DIR, OUT_DIR, RESULTS_FILE, ROOT } from './settings.js';
 import { cleanup, createScope } from './stack.js';
 
 const started = performance.now();
+// Groups: copy verify http jobs e2e memory cancel. No argument: all but the slow ones; `all`: every one.
+const SLOW_GROUPS = ['memory'];
 const only = process.argv.slice(2);
-const selected = (group: string) => only.length === 0 || only.includes(group);
+const selected = (group: string) =>
+  only.includes(group) || only.includes('all') || (only.length === 0 && !SLOW_GROUPS.includes(group));
 
 ensureRsync();
 mkdirSync(OUT_DIR, { recursive: true });
@@ -31,6 +35,7 @@ const sources = {
   mediumFiles: ensureDataset(DATA_DIR, DATASETS.mediumFiles),
   tiny: ensureDataset(DATA_DIR, DATASETS.tiny),
   million: selected('memory') ? ensureDataset(DATA_DIR, DATASETS.million) : '',
+  hugeFile: selected('cancel') ? ensureDataset(DATA_DIR, DATASETS.hugeFile) : '',
 };
 spawnSync('sync');
 const { settle, record: settling } = fileSystemSettler(join(out, 'probe'));
@@ -40,8 +45,11 @@ const machine = describeMachine(BENCH_DIR);
 const cases: CaseResult[] = [];
 const scope = createScope(join(out, 'logs'));
 try {
-  const copy = copyCases(await loadCopyEngine(ROOT), join(out, 'copy'));
+  const engine = await loadCopyEngine(ROOT);
+  const copy = copyCases(engine, join(out, 'copy'));
+  const snapshots = snapshotCases(await loadSnapshotEngine(ROOT, engine), join(out, 'snapshots'));
   if (selected('copy')) cases.push(...(await copy.trees(sources)));
+  if (selected('verify')) cases.push(...(await snapshots.tree(sources.smallFiles)));
   const dirs = { sourceRoot: DATA_DIR, out: join(out, 'services') };
   if (selected('http')) cases.push(await runHttpCase(scope, dirs, sources.tiny));
   if (selected('jobs')) cases.push(...(await runJobsListCase(scope, dirs)));
@@ -54,6 +62,9 @@ try {
     cases.push(await runMemoryCase(scope, dirs, sources.million));
   }
   if (selected('copy')) cases.push(await copy.bigFile(sources.bigFile));
+  if (selected('verify')) cases.push(await snapshots.bigFile(sources.bigFile));
+  // Last: each cancelled backup leaves up to 2 GiB to delete.
+  if (selected('cancel')) cases.push(await runCancelCase(scope, dirs, sources.hugeFile));
 } finally {
   await cleanup(scope);
 }

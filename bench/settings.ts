@@ -19,6 +19,10 @@ export const RUNS = {
   smallFiles: 9,
   mediumFiles: 7,
   incremental: 7,
+  verifyTree: 7,
+  verifyBigFile: 5,
+  restoreTree: 7,
+  cancel: 3,
   httpRounds: 3,
   endToEnd: 3,
 };

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
@@ -100,6 +100,16 @@ export function peakRssMiB(child: ChildProcess): number {
   const match = /^VmHWM:\s+(\d+) kB$/m.exec(status);
   if (!match) throw new Error('no VmHWM in /proc status');
   return Number(match[1]) / 1024;
+}
+
+/** Resets the process's peak RSS to its current RSS (Linux ≥ 4.0, `/proc/<pid>/clear_refs`); false when refused. */
+export function resetPeakRss(child: ChildProcess): boolean {
+  try {
+    writeFileSync(`/proc/${child.pid ?? 0}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export async function stop(child: ChildProcess): Promise<void> {

@@ -30,6 +30,16 @@ export async function interleave(
   return samples;
 }
 
+/** `interleave`, after one untimed warm-up run of each contender (`run` given -1): caches filled, threads started. */
+export async function interleaveAfterWarmUp(
+  runs: number,
+  contenders: readonly Contender[],
+  before?: () => Promise<void>,
+): Promise<Map<string, number[]>> {
+  for (const contender of contenders) await contender.run(-1);
+  return interleave(runs, contenders, before);
+}
+
 export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
