@@ -25,12 +25,15 @@ const children = Object.entries(programs).map(([name, script]) => {
 });
 
 let stopping = false;
+let terminated = false;
 function stopAll(signal) {
-  if (stopping) return;
   stopping = true;
+  if (terminated) return;
+  terminated = true;
   for (const { child } of children) if (child.exitCode === null && child.signalCode === null) child.kill(signal);
 }
 // A Ctrl-C has reached the children already: signalling them again would cut their shutdown short.
+// (A SIGINT sent to this process alone does not reach them; a SIGTERM after it still does.)
 process.on('SIGINT', () => {
   stopping = true;
 });
