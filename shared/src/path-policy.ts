@@ -155,3 +155,9 @@ export function intersectRoots(a: readonly string[], b: readonly string[]): stri
   }
   return [...inner];
 }
+
+/** A requested absolute path as it is queued and logged: normalised, without a trailing `/`. */
+export function normaliseAbsolutePath(path: string): string {
+  const normal = posix.normalize(path);
+  return normal.length > 1 && normal.endsWith('/') ? normal.slice(0, -1) : normal;
+}

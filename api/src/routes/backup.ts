@@ -1,6 +1,7 @@
 import { posix } from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import {
+  normaliseAbsolutePath,
   MAX_DESTINATION_LENGTH,
   MAX_PATH_LENGTH,
   checkDestination,
@@ -55,11 +56,6 @@ const bodySchema = {
   },
 } as const;
 
-function normaliseSource(source: string): string {
-  const normal = posix.normalize(source);
-  return normal.length > 1 && normal.endsWith('/') ? normal.slice(0, -1) : normal;
-}
-
 const backupRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { config }) => {
   app.post<{ Body: BackupBody; Headers: { 'idempotency-key'?: string } }>(
     '/backup',
@@ -85,7 +81,7 @@ const backupRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, {
       const principal = principalOf(request);
       const problem = checkSourcePath(request.body.source);
       if (problem) throw new SourceInvalid(problem.message);
-      const source = normaliseSource(request.body.source);
+      const source = normaliseAbsolutePath(request.body.source);
       const roots = effectiveRoots(config.sourceRoots, principal.sourceRoots);
       if (!isInsideRoots(source, roots)) {
         const narrowed = principal.sourceRoots ? ` as narrowed for token "${principal.name}"` : '';

@@ -1,6 +1,6 @@
-import { posix } from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import {
+  normaliseAbsolutePath,
   MAX_PATH_LENGTH,
   checkSnapshotEntryPath,
   checkTargetPath,
@@ -55,11 +55,6 @@ const bodySchema = {
   },
 } as const;
 
-function normalisePath(path: string): string {
-  const normal = posix.normalize(path);
-  return normal.length > 1 && normal.endsWith('/') ? normal.slice(0, -1) : normal;
-}
-
 const restoreRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { config }) => {
   app.post<{ Body: RestoreBody; Headers: { 'idempotency-key'?: string } }>(
     '/restore',
@@ -84,7 +79,7 @@ const restoreRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, 
       const { body } = request;
       const problem = checkTargetPath(body.target);
       if (problem) throw new TargetInvalid(problem.message);
-      const target = normalisePath(body.target);
+      const target = normaliseAbsolutePath(body.target);
       // As text here; the worker checks the real path again (a link may lead elsewhere).
       if (overlapsBackupRoot(target, config.backupRoot)) {
         throw new TargetInvalid(
