@@ -13,7 +13,7 @@ import {
 import { SUBMITTERS } from '../auth/roles.js';
 import { RestorePathInvalid, TargetInvalid, TargetOutsideRoots } from '../errors.js';
 import { acceptedJob, acceptedJobResponse, idempotencyKeyHeader } from '../jobs/accepted-job.js';
-import { readableSnapshot, snapshotReference } from '../jobs/readable-snapshot.js';
+import { snapshotReference, visibleSnapshot } from '../jobs/visible-snapshot.js';
 import { principalOf } from '../plugins/auth.js';
 import { errorResponses, jobIdSchema } from '../schemas.js';
 
@@ -99,7 +99,7 @@ const restoreRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, 
         if (why) throw new RestorePathInvalid(`paths entry ${why}`);
         return path;
       });
-      const snapshot = await readableSnapshot(app, principal, body.snapshot);
+      const snapshot = await visibleSnapshot(app, principal, body.snapshot);
       const data = {
         ...snapshotReference(snapshot),
         target,

@@ -1,10 +1,11 @@
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsync } from 'fastify';
 import { MAX_DESTINATION_LENGTH, checkDestination, type SnapshotRecord } from '@coffer/shared';
-import { ANY_ROLE, maySeeJob, seesAllJobs, type Principal } from '../auth/roles.js';
+import { ANY_ROLE, seesAllJobs } from '../auth/roles.js';
 import { DestinationInvalid, SnapshotNotFound } from '../errors.js';
 import { principalOf } from '../plugins/auth.js';
 import { cursorQuery, errorResponses, jobIdSchema } from '../schemas.js';
+import { visibleSnapshot } from '../jobs/visible-snapshot.js';
 import { openManifest, sha256sumLines } from '../snapshots/manifest-file.js';
 
 const nullableIsoDate = { type: ['string', 'null'], format: 'date-time' } as const;
@@ -72,13 +73,6 @@ function snapshotView(record: SnapshotRecord) {
 }
 
 const snapshotRoutes: FastifyPluginAsync = async (app) => {
-  /** The snapshot if this token may see it; an operator's view of others' is 404, as with jobs. */
-  async function visibleSnapshot(principal: Principal, id: string): Promise<SnapshotRecord> {
-    const snapshot = await app.snapshotCatalog.get(id);
-    if (!snapshot || !maySeeJob(principal, snapshot.actor)) throw new SnapshotNotFound(id);
-    return snapshot;
-  }
-
   app.get<{ Querystring: ListQuery }>(
     '/snapshots',
     {
@@ -143,7 +137,8 @@ const snapshotRoutes: FastifyPluginAsync = async (app) => {
         response: { 200: snapshotSchema, ...errorResponses(400, 401, 403, 404, 429, 503) },
       },
     },
-    async (request) => snapshotView(await visibleSnapshot(principalOf(request), request.params.id)),
+    async (request) =>
+      snapshotView(await visibleSnapshot(app, principalOf(request), request.params.id, { deleted: true })),
   );
 
   app.get<{ Params: { id: string }; Querystring: { format: 'ndjson' | 'sha256sum' } }>(
@@ -186,7 +181,7 @@ const snapshotRoutes: FastifyPluginAsync = async (app) => {
     },
     async (request, reply) => {
       const { id } = request.params;
-      const snapshot = await visibleSnapshot(principalOf(request), id);
+      const snapshot = await visibleSnapshot(app, principalOf(request), id, { deleted: true });
       // A pruned snapshot's folder and manifest are gone, or going.
       const manifest = snapshot.deletedAt === null ? await openManifest(snapshot.path) : null;
       if (!manifest) throw new SnapshotNotFound(id);

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { SUBMITTERS } from '../auth/roles.js';
 import { acceptedJob, acceptedJobResponse, idempotencyKeyHeader } from '../jobs/accepted-job.js';
-import { readableSnapshot, snapshotReference } from '../jobs/readable-snapshot.js';
+import { snapshotReference, visibleSnapshot } from '../jobs/visible-snapshot.js';
 import { principalOf } from '../plugins/auth.js';
 import { errorResponses, jobIdSchema } from '../schemas.js';
 
@@ -30,7 +30,7 @@ const verifyRoutes: FastifyPluginAsync = async (app) => {
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      const snapshot = await readableSnapshot(app, principal, request.body.snapshot);
+      const snapshot = await visibleSnapshot(app, principal, request.body.snapshot);
       const { id, replayed } = await app.submitJob({
         item: { name: 'verify', data: { ...snapshotReference(snapshot), actor: principal.name } },
         actor: principal.name,

@@ -15,15 +15,19 @@ export function snapshotReference(snapshot: SnapshotRecord) {
 }
 
 /**
- * The snapshot `id` if this token may read it: one that exists, is not deleted, and (for an
- * operator) was made by one of its own jobs. Any other is unknown to it (404), as jobs are.
+ * The snapshot `id` if this token may see it: one in the catalog that (for an operator) was made
+ * by one of its own jobs; any other is unknown to it (404), as jobs are. Deleted (pruned)
+ * snapshots count only with `deleted`.
  */
-export async function readableSnapshot(
+export async function visibleSnapshot(
   app: FastifyInstance,
   principal: Principal,
   id: string,
+  { deleted = false }: { deleted?: boolean } = {},
 ): Promise<SnapshotRecord> {
   const snapshot = await app.snapshotCatalog.get(id);
-  if (!snapshot || snapshot.deletedAt !== null || !maySeeJob(principal, snapshot.actor)) throw new SnapshotNotFound(id);
+  if (!snapshot || (!deleted && snapshot.deletedAt !== null) || !maySeeJob(principal, snapshot.actor)) {
+    throw new SnapshotNotFound(id);
+  }
   return snapshot;
 }
