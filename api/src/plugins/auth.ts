@@ -52,7 +52,7 @@ export default fp<{ config: CofferConfig }>(
     const configHash = config.apiAdminToken === undefined ? null : hashToken(config.apiAdminToken);
     // What MySQL last said about the configured token: its principal, `refused` (revoked, or
     // rotated away), or null while this process has not asked.
-    let configToken: Principal | 'refused' | null = null;
+    let configAdmin: Principal | 'refused' | null = null;
     const touched = new Map<number, number>();
     const revocations = createRevocationList(app.redis, config.queuePrefix);
 
@@ -65,14 +65,14 @@ export default fp<{ config: CofferConfig }>(
     });
     /** Remembers MySQL's answer about the configured token. */
     function noteConfigToken(record: TokenRecord | null): void {
-      configToken = record && !record.revokedAt ? principalOfRecord(record) : 'refused';
+      configAdmin = record && !record.revokedAt ? principalOfRecord(record) : 'refused';
     }
 
     app.decorateRequest('principal', null);
     app.decorate('revocations', revocations);
     app.decorate('tokenRevoked', (record: TokenRecord) => {
       touched.delete(record.id);
-      if (isConfigHash(record.tokenHash)) configToken = 'refused';
+      if (isConfigHash(record.tokenHash)) configAdmin = 'refused';
     });
 
     // Keeps the list whole: after a Redis that lost it, or a revocation Redis did not take.
@@ -127,14 +127,14 @@ export default fp<{ config: CofferConfig }>(
 
     /** The configured admin token while MySQL is unreachable: null (401) when known to be refused. */
     async function outageFallback(tokenHash: string, lookupError: unknown): Promise<Principal | null> {
-      if (configToken === 'refused') return null;
+      if (configAdmin === 'refused') return null;
       const status = await revocations.status(tokenHash);
       if (status === 'revoked') {
-        configToken = 'refused';
+        configAdmin = 'refused';
         return null;
       }
       if (status === 'unknown') throw lookupError;
-      return configToken ?? { id: null, name: CONFIG_ADMIN_NAME, role: 'admin', sourceRoots: null };
+      return configAdmin ?? { id: null, name: CONFIG_ADMIN_NAME, role: 'admin', sourceRoots: null };
     }
 
     app.addHook('onRequest', async (request, reply) => {
