@@ -51,6 +51,7 @@ const schema = {
     TLS_CERT_FILE: { type: 'string', minLength: 1 },
     TLS_KEY_FILE: { type: 'string', minLength: 1 },
     LOG_LEVEL: { type: 'string', enum: LOG_LEVELS, default: 'info' },
+    SCHEDULE_MIN_INTERVAL_SECONDS: { type: 'integer', minimum: 1, maximum: 31_622_400, default: 60 },
   },
 } as const;
 
@@ -138,6 +139,8 @@ export interface CofferConfig {
   /** PEM certificate and key files: the API serves HTTPS when both are set. Default unset (HTTP). */
   tlsCertFile: string | undefined;
   tlsKeyFile: string | undefined;
+  /** The closest two runs of one schedule may be. Default 60 s. */
+  scheduleMinIntervalSeconds: number;
   logLevel: LogLevel;
 }
 
@@ -283,6 +286,7 @@ export function loadConfig(env: Env = process.env): CofferConfig {
     tlsCertFile,
     tlsKeyFile,
     logLevel: parsed.LOG_LEVEL as LogLevel,
+    scheduleMinIntervalSeconds: Number(parsed.SCHEDULE_MIN_INTERVAL_SECONDS),
   });
 }
 

@@ -12,3 +12,5 @@ export * from './cancel.js';
 export * from './log-outbox.js';
 export * from './job-log-row.js';
 export * from './snapshot-catalog.js';
+export * from './retention-policy.js';
+export * from './retention-store.js';

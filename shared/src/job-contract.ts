@@ -25,6 +25,10 @@ export const BackupJobDataSchema = Type.Object({
   sourceRoots: Type.Optional(Type.Array(Type.String())),
   /** Hard-link files unchanged since the destination's previous snapshot instead of copying them. Default true. */
   incremental: Type.Optional(Type.Boolean()),
+  /** `.gitignore` patterns, relative to the source folder: matching entries are not copied. */
+  exclude: Type.Optional(Type.Array(Type.String())),
+  /** The schedule this run belongs to, when a schedule queued it. */
+  schedule: Type.Optional(Type.String()),
 });
 export type BackupJobData = Static<typeof BackupJobDataSchema>;
 
@@ -116,6 +120,12 @@ export const BackupResultSchema = Type.Object({
     Type.Integer({ minimum: 0, description: 'Of `files`, those hard-linked from the previous snapshot' }),
   ),
   bytesLinked: Type.Optional(Type.Integer({ minimum: 0 })),
+  excluded: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      description: 'Entries left out by `exclude` patterns (an excluded folder counts once)',
+    }),
+  ),
   manifestSha256: Type.Optional(Type.String({ description: "SHA-256 of the snapshot's manifest" })),
   warnings: Type.Optional(BackupWarningsSchema),
 });

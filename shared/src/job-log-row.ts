@@ -29,5 +29,6 @@ export function jobLogRow(item: JobItem, jobId: string, attempt: number, worker:
     destination: data.destination,
     snapshotId: 'snapshot' in data ? data.snapshot : null,
     actor: data.actor ?? null,
+    schedule: 'schedule' in data ? (data.schedule ?? null) : null,
   };
 }

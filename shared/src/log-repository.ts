@@ -1,11 +1,16 @@
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import type { JobKind } from './job-contract.js';
-import { isTerminal, type JobStatus } from './job.js';
+import { JOB_STATUSES, isTerminal, type JobStatus } from './job.js';
 import { applyCatalogChanges, type CatalogChange } from './snapshot-catalog.js';
 
 type SqlValue = string | number | Date | null;
 
-export type LogStatus = JobStatus | 'rejected';
+/**
+ * `rejected`: a request refused (no job). `removed`: a snapshot a prune job removed, one row per
+ * snapshot (attempt NULL); it is not a transition of that job and never changes its status.
+ */
+export type LogStatus = JobStatus | 'rejected' | 'removed';
+export const LOG_STATUSES: readonly LogStatus[] = [...JOB_STATUSES, 'rejected', 'removed'];
 
 /** One status transition as written; the database adds `id`. */
 export interface LogEntry {
@@ -22,8 +27,10 @@ export interface LogEntry {
   code?: string | null;
   destination?: string | null;
   snapshot?: string | null;
-  /** The snapshot a restore or verify job reads (its id: the id of the backup that made it). */
+  /** The snapshot a restore or verify job reads, or a `removed` row's snapshot (its id: the id of the backup that made it). */
   snapshotId?: string | null;
+  /** The schedule a backup ran for. */
+  schedule?: string | null;
   files?: number | null;
   bytes?: number | null;
   durationMs?: number | null;
@@ -86,13 +93,15 @@ const COLUMNS = [
   'bytes',
   'duration_ms',
   'actor',
+  'schedule',
   'date',
 ] as const;
 
 const INSERT_PREFIX = `INSERT INTO log (${COLUMNS.join(', ')}) VALUES `;
 const ROW_PLACEHOLDERS = `(${COLUMNS.map(() => '?').join(', ')})`;
 // A transition is written at most once: retrying a write after a lost reply
-// hits the unique key (job_id, attempt, status) and changes nothing.
+// hits a unique key (job_id, attempt, status; one terminal row per job; one `removed` row per
+// snapshot) and changes nothing.
 const INSERT_SUFFIX = ' ON DUPLICATE KEY UPDATE id = id';
 
 function values(entry: LogEntry): SqlValue[] {
@@ -112,6 +121,7 @@ function values(entry: LogEntry): SqlValue[] {
     entry.bytes ?? null,
     entry.durationMs ?? null,
     entry.actor ?? null,
+    entry.schedule ?? null,
     new Date(entry.date ?? Date.now()),
   ];
 }
@@ -149,6 +159,7 @@ function jobStatuses(rows: readonly RowDataPacket[]): JobStatusRow[] {
     const jobId = String(row.job_id);
     const id = Number(row.id);
     const status = String(row.status);
+    if (status === 'removed') continue;
     const kind = String(row.action);
     const seq = id + (isTerminal(status) ? TERMINAL_SEQ : 0);
     // Until the queued row is seen, the kind is any row's: a job's rows all have the same action.
@@ -242,6 +253,7 @@ function toRow(raw: RowDataPacket): LogRow {
     bytes: raw.bytes === null ? null : Number(raw.bytes),
     durationMs: raw.duration_ms === null ? null : Number(raw.duration_ms),
     actor: (raw.actor as string | null | undefined) ?? null,
+    schedule: (raw.schedule as string | null | undefined) ?? null,
   };
 }
 

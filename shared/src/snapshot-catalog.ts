@@ -28,7 +28,9 @@ export interface SnapshotFacts {
  */
 export type CatalogChange =
   | { kind: 'snapshot'; snapshot: SnapshotFacts }
-  | { kind: 'verified'; snapshotId: string; verify: VerifyOutcome; at: string };
+  | { kind: 'verified'; snapshotId: string; verify: VerifyOutcome; at: string }
+  /** A prune removed the snapshot's folder and manifest; the row stays, with `deletedAt`. */
+  | { kind: 'deleted'; snapshotId: string; at: string };
 
 /** One row of the catalog: the facts of its backup, and what happened to it since. */
 export interface SnapshotRecord extends Omit<SnapshotFacts, 'createdAt'> {
@@ -61,6 +63,9 @@ const INSERT_SNAPSHOT =
 const RECORD_VERIFICATION =
   'UPDATE snapshot SET verify = ?, verified_at = ? WHERE id = ? AND (verified_at IS NULL OR verified_at <= ?)';
 
+// The first removal is kept: a row delivered again does not move it.
+const RECORD_DELETION = 'UPDATE snapshot SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL';
+
 /**
  * Applies catalog changes inside the caller's transaction (the log INSERT that reports them).
  * Idempotent: applying the same changes again changes nothing.
@@ -85,9 +90,11 @@ export async function applyCatalogChanges(
         s.manifestSha256,
         s.actor,
       ]);
-    } else {
+    } else if (change.kind === 'verified') {
       const at = new Date(change.at);
       await connection.execute(RECORD_VERIFICATION, [change.verify, at, change.snapshotId, at]);
+    } else {
+      await connection.execute(RECORD_DELETION, [new Date(change.at), change.snapshotId]);
     }
   }
 }
@@ -161,7 +168,8 @@ export function createSnapshotCatalog(pool: Pool) {
       if (ids.length === 0) return new Set();
       const [rows] = await pool.query<RowDataPacket[]>(
         'SELECT DISTINCT log.snapshot_id FROM log JOIN job_status ON job_status.job_id = log.job_id' +
-          ' WHERE log.snapshot_id IN (?) AND job_status.status NOT IN (?)',
+          " WHERE log.snapshot_id IN (?) AND job_status.kind IN ('restore', 'verify')" +
+          ' AND job_status.status NOT IN (?)',
         [ids, TERMINAL_STATUSES],
       );
       return new Set(rows.map((row) => String(row.snapshot_id)));

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { JOB_STATUSES, type LogStatus } from '@coffer/shared';
+import { LOG_STATUSES, type LogStatus } from '@coffer/shared';
 import { ANY_ROLE, seesAllJobs } from '../auth/roles.js';
 import { principalOf } from '../plugins/auth.js';
 import { cursorQuery, errorResponses, jobIdSchema } from '../schemas.js';
@@ -28,7 +28,7 @@ const logRoutes: FastifyPluginAsync = async (app) => {
           additionalProperties: false,
           properties: {
             jobId: jobIdSchema,
-            status: { type: 'string', enum: [...JOB_STATUSES, 'rejected'] },
+            status: { type: 'string', enum: [...LOG_STATUSES] },
             since: { type: 'string', format: 'date-time', description: 'Rows at or after this instant' },
             until: { type: 'string', format: 'date-time', description: 'Rows before this instant' },
             ...cursorQuery(1000, 100),
