@@ -4,6 +4,8 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { CofferConfig } from '@coffer/shared';
 import auth from './plugins/auth.js';
 import destinationStore from './plugins/destination-store.js';
+import retentionStore from './plugins/retention-store.js';
+import scheduleRunner from './plugins/schedule-runner.js';
 import docs from './plugins/docs.js';
 import errors from './plugins/errors.js';
 import jobSubmitter from './plugins/job-submitter.js';
@@ -16,10 +18,13 @@ import security from './plugins/security.js';
 import snapshotStore from './plugins/snapshot-store.js';
 import tokenStore from './plugins/token-store.js';
 import backupRoutes from './routes/backup.js';
+import destinationRoutes from './routes/destinations.js';
 import healthRoutes from './routes/health.js';
 import jobRoutes from './routes/jobs.js';
 import logRoutes from './routes/logs.js';
+import pruneRoutes from './routes/prune.js';
 import restoreRoutes from './routes/restore.js';
+import scheduleRoutes from './routes/schedules.js';
 import snapshotRoutes from './routes/snapshots.js';
 import tokenRoutes from './routes/tokens.js';
 import verifyRoutes from './routes/verify.js';
@@ -100,6 +105,7 @@ export async function buildApp({ config, logger, https }: AppOptions): Promise<F
   await app.register(tokenStore);
   await app.register(destinationStore);
   await app.register(snapshotStore);
+  await app.register(retentionStore);
   await app.register(queue, { config });
   await app.register(errors, { config });
   await app.register(auth, { config });
@@ -115,5 +121,9 @@ export async function buildApp({ config, logger, https }: AppOptions): Promise<F
   await app.register(logRoutes);
   await app.register(snapshotRoutes);
   await app.register(tokenRoutes, { config });
+  await app.register(destinationRoutes, { config });
+  await app.register(pruneRoutes, { config });
+  await app.register(scheduleRoutes, { config });
+  await app.register(scheduleRunner, { config });
   return app;
 }

@@ -10,6 +10,15 @@ export const SnapshotNotFound = createError('SNAPSHOT_NOT_FOUND', 'no snapshot w
 export const TargetInvalid = createError('INVALID_TARGET', '%s', 400);
 export const TargetOutsideRoots = createError('TARGET_OUTSIDE_ROOTS', '%s', 400);
 export const RestorePathInvalid = createError('INVALID_RESTORE_PATH', '%s', 400);
+export const RetentionNotFound = createError('RETENTION_NOT_FOUND', 'destination "%s" has no retention policy', 404);
+export const RetentionNotSet = createError(
+  'RETENTION_NOT_SET',
+  'destination "%s" has no retention policy to prune by; set one with PUT /destinations/{name}/retention',
+  409,
+);
+export const ScheduleInvalid = createError('INVALID_SCHEDULE', '%s', 400);
+export const ScheduleNotFound = createError('SCHEDULE_NOT_FOUND', 'no schedule named "%s"', 404);
+export const ScheduleNameTaken = createError('SCHEDULE_NAME_TAKEN', 'a schedule named "%s" exists', 409);
 export const JobNotFound = createError('JOB_NOT_FOUND', 'no job with id "%s"', 404);
 export const JobFinished = createError('JOB_FINISHED', 'job "%s" already finished as %s; nothing to cancel', 409);
 export const IdempotencyKeyReused = createError(
