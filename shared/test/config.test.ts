@@ -29,6 +29,7 @@ describe('configuration from the environment', () => {
       jobAttempts: 3,
       logLevel: 'info',
       apiAdminToken: undefined,
+      scheduleMinIntervalSeconds: 60,
     });
     expect(Object.isFrozen(config)).toBe(true);
   });
@@ -91,6 +92,11 @@ describe('configuration from the environment', () => {
     expect(problemsOf({ API_ADMIN_TOKEN_FILE: '/nonexistent/token' })).toEqual([
       'API_ADMIN_TOKEN_FILE: cannot read /nonexistent/token (ENOENT)',
     ]);
+  });
+
+  it('bounds how close two runs of a schedule may be: at least a second apart', () => {
+    expect(loadConfig({ SCHEDULE_MIN_INTERVAL_SECONDS: '1' }).scheduleMinIntervalSeconds).toBe(1);
+    expect(problemsOf({ SCHEDULE_MIN_INTERVAL_SECONDS: '0' }).join('\n')).toMatch(/SCHEDULE_MIN_INTERVAL_SECONDS/);
   });
 
   it('lists every invalid variable by name', () => {

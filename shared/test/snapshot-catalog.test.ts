@@ -237,4 +237,61 @@ describe('the snapshot catalog, read', () => {
     expect(await catalog.holds([read, free])).toEqual(new Set());
     expect(await catalog.holds([])).toEqual(new Set());
   });
+
+  it("does not count a prune's own removal rows as a read of the snapshots it removes", async () => {
+    const snapshot = randomUUID();
+    const prune = randomUUID();
+    await log.append([...completedBackup(facts(snapshot)), { ...pruneRow(prune, snapshot), status: 'queued' }]);
+    await log.append(removedRow(prune, snapshot, '2026-12-04T00:00:00.000Z'));
+
+    expect(await catalog.holds([snapshot])).toEqual(new Set());
+  });
+
+  it("marks a snapshot deleted with the prune's removed row, once, whatever is delivered again", async () => {
+    const [first, second] = [randomUUID(), randomUUID()];
+    const prune = randomUUID();
+    await log.append([...completedBackup(facts(first)), ...completedBackup(facts(second))]);
+    await log.append([
+      { ...pruneRow(prune, null), status: 'queued' },
+      { ...pruneRow(prune, null), status: 'active' },
+    ]);
+    const removals = [
+      removedRow(prune, first, '2026-12-04T00:00:00.000Z'),
+      removedRow(prune, second, '2026-12-04T00:00:01.000Z'),
+    ];
+    await log.append(removals);
+    // The outbox may deliver a batch again, later.
+    await log.append(removals.map((row) => ({ ...row, catalog: { ...row.catalog!, at: '2026-12-05T00:00:00.000Z' } })));
+
+    const history = await log.history(prune);
+    expect(history.map((row) => [row.status, row.snapshotId])).toEqual([
+      ['queued', null],
+      ['active', null],
+      ['removed', first],
+      ['removed', second],
+    ]);
+    expect((await catalog.get(first))?.deletedAt).toEqual(new Date('2026-12-04T00:00:00.000Z'));
+    expect((await catalog.get(second))?.deletedAt).toEqual(new Date('2026-12-04T00:00:01.000Z'));
+    // Removal rows are not transitions: the prune is still active until its own terminal row.
+    const [status] = await pool.query<RowDataPacket[]>('SELECT status FROM job_status WHERE job_id = ?', [prune]);
+    expect(status[0]?.status).toBe('active');
+    await log.append({ ...pruneRow(prune, null), status: 'completed' });
+    const [after] = await pool.query<RowDataPacket[]>('SELECT status FROM job_status WHERE job_id = ?', [prune]);
+    expect(after[0]?.status).toBe('completed');
+  });
 });
+
+function pruneRow(jobId: string, snapshotId: string | null) {
+  return { action: 'prune', parameter: 'd', jobId, attempt: 1, worker: 'test', destination: 'd', snapshotId } as const;
+}
+
+function removedRow(jobId: string, snapshotId: string, at: string): LogEntry {
+  return {
+    ...pruneRow(jobId, snapshotId),
+    parameter: `/backups/d/${snapshotId}`,
+    status: 'removed',
+    attempt: null,
+    message: `removed snapshot ${snapshotId}`,
+    catalog: { kind: 'deleted', snapshotId, at },
+  };
+}
