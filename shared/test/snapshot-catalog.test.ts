@@ -261,7 +261,7 @@ describe('the snapshot catalog, read', () => {
     ];
     await log.append(removals);
     // The outbox may deliver a batch again, later.
-    await log.append(removals.map((row) => ({ ...row, catalog: { ...row.catalog!, at: '2026-12-05T00:00:00.000Z' } })));
+    await log.append([first, second].map((snapshotId) => removedRow(prune, snapshotId, '2026-12-05T00:00:00.000Z')));
 
     const history = await log.history(prune);
     expect(history.map((row) => [row.status, row.snapshotId])).toEqual([
