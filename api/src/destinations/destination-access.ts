@@ -27,6 +27,13 @@ export function createDestinationAccess(store: DestinationRepository) {
   };
 
   return {
+    /** The token that owns `destination`, null while nobody does. Only looks: never claims. */
+    async owner(destination: string): Promise<string | null> {
+      const owner = known.get(destination) ?? (await store.owner(destination));
+      if (owner !== null) remember(destination, owner);
+      return owner;
+    },
+
     /** Null when `principal` may write into `destination` (claiming it if nobody owns it yet). */
     async authorise(principal: Principal, destination: string): Promise<DestinationRefusal | null> {
       const admin = principal.role === 'admin';
