@@ -1,7 +1,7 @@
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import type { CofferConfig } from '@coffer/shared';
+import { MAX_PATH_LENGTH, type CofferConfig } from '@coffer/shared';
 import auth from './plugins/auth.js';
 import destinationStore from './plugins/destination-store.js';
 import retentionStore from './plugins/retention-store.js';
@@ -84,6 +84,9 @@ export async function buildApp({ config, logger, https }: AppOptions): Promise<F
     bodyLimit: BODY_LIMIT_BYTES,
     // Ids are ours (UUIDs); request ids help correlate log lines.
     requestIdHeader: 'x-request-id',
+    // A destination in a path (`/destinations/:name/retention`) may be as long as one in a body;
+    // each route's schema bounds its own parameters.
+    routerOptions: { maxParamLength: MAX_PATH_LENGTH },
   }) as unknown as FastifyInstance;
 
   // JSON only: without this, text/plain bodies would reach the routes as strings.

@@ -28,6 +28,7 @@ export default fp(
         tags: [
           { name: 'jobs', description: 'Backup jobs' },
           { name: 'snapshots', description: 'Snapshots of backups: catalog, manifests, restore, verify' },
+          { name: 'policies', description: 'Destinations, retention and prune, schedules' },
           { name: 'logs', description: 'The log of status transitions' },
           { name: 'health', description: 'Liveness, readiness, metrics' },
           { name: 'tokens', description: 'API tokens (admin)' },

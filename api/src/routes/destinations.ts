@@ -129,7 +129,7 @@ const destinationRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (a
         description:
           'Every destination that has an owner (a token has backed up into it), a snapshot or a retention policy, ' +
           'sorted by name. An operator sees only the destinations it owns, with every snapshot and failure in them.',
-        tags: ['snapshots'],
+        tags: ['policies'],
         querystring: { type: 'object', additionalProperties: false, properties: {} },
         response: {
           200: {
@@ -163,7 +163,7 @@ const destinationRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (a
           'or years (UTC) that have one, keepLast the newest N, keepWithin every snapshot made within that span before ' +
           'the newest one; a snapshot any rule keeps stays, and the newest is always kept. At least one rule. The ' +
           'destination need not exist yet. After each completed backup into it, Coffer prunes it by this policy.',
-        tags: ['snapshots'],
+        tags: ['policies'],
         params: nameParams,
         body: RetentionPolicySchema,
         response: { 200: policyResponse, ...errorResponses(400, 401, 403, 413, 415, 429, 503) },
@@ -186,7 +186,7 @@ const destinationRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (a
         operationId: 'removeRetention',
         summary: "Remove a destination's retention policy (admin)",
         description: 'Its snapshots are then kept until a policy is set again; nothing is pruned by this call.',
-        tags: ['snapshots'],
+        tags: ['policies'],
         params: nameParams,
         response: {
           204: { description: 'Removed', type: 'null' },

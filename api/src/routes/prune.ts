@@ -43,7 +43,7 @@ const pruneRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app) =>
           'until that job ends. The result lists the ids kept and removed; with dryRun nothing is removed. A ' +
           'destination without a policy is 409 RETENTION_NOT_SET. Admins prune any destination, operators only those ' +
           'they own.',
-        tags: ['snapshots'],
+        tags: ['policies'],
         headers: idempotencyKeyHeader,
         body: bodySchema,
         response: { 202: acceptedJobResponse, ...errorResponses(400, 401, 403, 409, 413, 415, 422, 429, 503) },
