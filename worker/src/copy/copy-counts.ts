@@ -40,6 +40,11 @@ export interface CopyWarnings {
 /** What a finished copy reports. */
 export interface CopyReport extends CopyCounts {
   warnings: CopyWarnings;
+  /**
+   * Entries below the source left out by `exclude` patterns, whatever their kind (a folder
+   * counts once, its contents never being walked). Present only when patterns were given.
+   */
+  excluded?: number;
 }
 
 export const MAX_LISTED_WARNINGS = 100;

@@ -23,7 +23,9 @@ function run(task: ThreadTask): ThreadMessage {
   const state = new Int32Array(task.state);
   const shouldStop = () => Atomics.load(state, STOP) !== 0;
   try {
-    if (task.kind === 'measure') return { type: 'done', value: measureTreeSync(task.source, shouldStop) };
+    if (task.kind === 'measure') {
+      return { type: 'done', value: measureTreeSync(task.source, shouldStop, task.exclude) };
+    }
     if (task.kind === 'manifest') {
       return { type: 'done', value: assembleManifestSync(task.assembly, shouldStop) };
     }
@@ -43,7 +45,7 @@ function run(task: ThreadTask): ThreadMessage {
       },
       hand: (subtree) => port?.postMessage({ type: 'delegate', subtree } satisfies ThreadMessage),
     };
-    const options = { shouldStop, onEntry, delegation, manifest: task.manifest };
+    const options = { shouldStop, onEntry, delegation, manifest: task.manifest, exclude: task.exclude };
     const value =
       task.kind === 'copy'
         ? copyTreeSync(task.source, task.target, { ...options, previous: task.previous })

@@ -9,6 +9,7 @@ import {
   type CopyWarnings,
 } from './copy-counts.js';
 import { errorCode } from './errno.js';
+import { excludeMatcher, type ExcludeMatcher } from './exclude-matcher.js';
 import { LinkRegistry, linkRegistryOf } from './hard-links.js';
 import {
   FILE_FLAGS,
@@ -90,6 +91,12 @@ export interface SyncCopyOptions {
    * path relative to the whole copy's target. Default: no manifest.
    */
   manifest?: ManifestOutput;
+  /**
+   * `.gitignore` patterns relative to the source folder (see `ExcludeMatcher`): matching entries
+   * below a folder source are neither copied nor, for folders, walked, and are counted in
+   * `excluded`. A file source is copied whatever they say. Default: none (no `excluded` count).
+   */
+  exclude?: readonly string[];
 }
 
 /** Thrown by `copyTreeSync` and `measureTreeSync` once `shouldStop` said so. */
@@ -198,6 +205,10 @@ class SyncTreeCopier {
   #chunk: Buffer | undefined;
   readonly #manifest: ManifestPart | undefined;
   readonly #previousChecksums: boolean;
+  readonly #exclude: ExcludeMatcher | undefined;
+  /** Entries left out by `exclude`, reported only when patterns were given (`#reportsExcluded`). */
+  #excluded = 0;
+  readonly #reportsExcluded: boolean;
   /** `bytes` before the file being copied, whose bytes done so far are counted between its chunks. */
   #bytesBeforeFile = 0;
   readonly #checkStopBetweenChunks: BetweenChunks = () => this.#checkStop();
@@ -218,6 +229,8 @@ class SyncTreeCopier {
     const { manifest } = options;
     this.#manifest = manifest && new ManifestPart(manifest.parts, manifest.part);
     this.#previousChecksums = manifest?.previousChecksums ?? false;
+    this.#exclude = excludeMatcher(options.exclude);
+    this.#reportsExcluded = options.exclude !== undefined;
   }
 
   run(): CopyReport {
@@ -245,6 +258,7 @@ class SyncTreeCopier {
     const root = openSourceRoot(this.#source);
     const to = Buffer.from(this.#target);
     const folder: Folder = { ...open(root.fd), relative: Buffer.alloc(0), to, into: into(to), previous: undefined };
+    // A file source has no entries below it for the patterns to match: it is what was asked for.
     if (root.stats.isFile()) {
       try {
         folder.previous = this.#openPreviousRoot();
@@ -294,7 +308,8 @@ class SyncTreeCopier {
   }
 
   #report(): CopyReport {
-    return { ...this.#counts, warnings: this.#warnings };
+    const excluded = this.#reportsExcluded ? { excluded: this.#excluded } : {};
+    return { ...this.#counts, warnings: this.#warnings, ...excluded };
   }
 
   #openPreviousRoot(): Folder['previous'] {
@@ -325,11 +340,14 @@ class SyncTreeCopier {
   }
 
   #visit(entry: Dirent<Buffer>, folder: Folder): void {
+    const { name } = entry;
+    // Before anything else, so an excluded folder is never opened; and an excluded FIFO counts
+    // as excluded, not skipped. A listing without kinds is matched once lstat has told.
+    if (this.#exclude !== undefined && hasKind(entry) && this.#excludes(folder, name, entry.isDirectory())) return;
     if (isSpecial(entry)) {
       this.#skip();
       return;
     }
-    const { name } = entry;
     try {
       if (entry.isFile()) this.#copyFileEntry(folder, name);
       else if (entry.isDirectory()) this.#copySubdirectory(folder, name);
@@ -344,6 +362,7 @@ class SyncTreeCopier {
   #visitUnknown(folder: Folder, name: Buffer): void {
     const stats = fs.lstatSync(entryPath(folder.prefix, name), { throwIfNoEntry: false });
     if (stats === undefined) this.#warn(folder, name, 'ENOENT');
+    else if (this.#excludes(folder, name, stats.isDirectory())) return;
     else if (stats.isFile()) this.#copyFileEntry(folder, name);
     else if (stats.isDirectory()) this.#copySubdirectory(folder, name);
     else if (stats.isSymbolicLink()) this.#copyLink(folder, name, stats);
@@ -623,6 +642,15 @@ class SyncTreeCopier {
     return to;
   }
 
+  /** Whether `exclude` leaves out the entry `name` of `folder` (then counted), `directory` or not. */
+  #excludes(folder: Folder, name: Buffer, directory: boolean): boolean {
+    if (this.#exclude === undefined || !this.#exclude.excludes(childPath(folder.relative, name), directory)) {
+      return false;
+    }
+    this.#excluded += 1;
+    return true;
+  }
+
   #countFile(stats: Stats): void {
     this.#counts.files += 1;
     this.#counts.bytes += stats.size;
@@ -658,6 +686,11 @@ class SyncTreeCopier {
 function located(error: unknown, sourcePath: string): unknown {
   if (errorCode(error) === 'ENAMETOOLONG') return new PathTooLongError(sourcePath, { cause: error });
   return namedAfter(error, sourcePath);
+}
+
+/** Whether the listing says what the entry is (some file systems leave that to lstat). */
+function hasKind(entry: Dirent<Buffer>): boolean {
+  return entry.isFile() || entry.isDirectory() || entry.isSymbolicLink() || isSpecial(entry);
 }
 
 function open(fd: number): { fd: number; prefix: Buffer } {

@@ -41,6 +41,14 @@ export interface CopyOptions {
   threads?: number;
   /** Write the copy's manifest. Default: none. */
   manifest?: ManifestOptions;
+  /**
+   * `.gitignore` patterns relative to a folder source (`node_modules/`, `*.tmp`, `/cache`,
+   * `!keep.tmp`; see `ExcludeMatcher`). Entries below the source that match are left out of the
+   * copy and its manifest, an excluded folder without being walked, and counted in `excluded`.
+   * A file source is copied whatever they say: the patterns are about what lies below a folder.
+   * Default: none, and the report has no `excluded`.
+   */
+  exclude?: readonly string[];
 }
 
 export interface ManifestOptions {
@@ -152,7 +160,7 @@ async function copyOnThreads(
   options: CopyOptions,
   manifest: ManifestParts | undefined,
 ): Promise<CopyReport> {
-  const { previous, signal, onProgress } = options;
+  const { previous, signal, onProgress, exclude } = options;
   const threads = Math.max(1, options.threads ?? availableParallelism());
   const state = sharedState();
   const flags = new Int32Array(state);
@@ -184,7 +192,8 @@ async function copyOnThreads(
       },
       onDelegate: (subtree) => {
         nextId += 1;
-        start({ kind: 'subtree', source, target, subtree, manifest: partOf(nextId), state, threads }, nextId);
+        const task = { source, target, subtree, manifest: partOf(nextId), exclude, state, threads };
+        start({ kind: 'subtree', ...task }, nextId);
       },
     }).then(
       (report) => {
@@ -199,7 +208,7 @@ async function copyOnThreads(
     });
     running.add(tracked);
   };
-  start({ kind: 'copy', source, target, previous, manifest: partOf(nextId), state, threads }, nextId);
+  start({ kind: 'copy', source, target, previous, manifest: partOf(nextId), exclude, state, threads }, nextId);
   // Tasks start more tasks: wait until none is left.
   while (running.size > 0) await Promise.all(running);
 
@@ -210,7 +219,9 @@ async function copyOnThreads(
   // A copy aborted by its last progress report does not count as finished.
   onProgress?.(counts);
   signal?.throwIfAborted();
-  return { ...counts, warnings: mergeWarnings(reports) };
+  const excluded =
+    exclude === undefined ? {} : { excluded: reports.reduce((total, { excluded = 0 }) => total + excluded, 0) };
+  return { ...counts, warnings: mergeWarnings(reports), ...excluded };
 }
 
 function sum(parts: readonly Readonly<CopyCounts>[]): CopyCounts {

@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import { CopyStopped } from './copy-tree-sync.js';
+import { excludeMatcher, type ExcludeMatcher } from './exclude-matcher.js';
 import {
   FOLDER_FLAGS,
+  childPath,
   entryPath,
   folderPrefix,
   isSpecial,
@@ -26,10 +28,15 @@ const UNLISTED_CODES = new Set(['ENOENT', 'EACCES', 'ENOTDIR', 'ELOOP']);
  * Counts the regular files under `source` and their bytes, as `copyTreeSync` would copy
  * them: walked the same way (names as bytes, each entry relative to its open folder, links
  * never followed), other kinds not counted, entries that vanish or cannot be listed left out
- * (this is an estimate for progress; the copy decides what fails).
+ * (this is an estimate for progress; the copy decides what fails). What `exclude` leaves out is
+ * left out here too, and an excluded folder is not walked (see `ExcludeMatcher`).
  * Synchronous, for a worker thread; throws `CopyStopped` once `shouldStop` says so.
  */
-export function measureTreeSync(source: string, shouldStop: () => boolean = () => false): TreeSize {
+export function measureTreeSync(
+  source: string,
+  shouldStop: () => boolean = () => false,
+  exclude?: readonly string[],
+): TreeSize {
   let root;
   try {
     root = openSourceRoot(source);
@@ -44,15 +51,22 @@ export function measureTreeSync(source: string, shouldStop: () => boolean = () =
     return { files: 1, bytes: root.stats.size };
   }
   try {
-    measureFolder(root.fd, size, shouldStop);
+    measureFolder(root.fd, Buffer.alloc(0), { size, shouldStop, exclude: excludeMatcher(exclude) });
   } catch (error) {
     throw namedAfter(error, source);
   }
   return size;
 }
 
-/** Adds the files below the open folder `fd` to `size`, then closes it. */
-function measureFolder(fd: number, size: TreeSize, shouldStop: () => boolean): void {
+interface Measure {
+  size: TreeSize;
+  shouldStop: () => boolean;
+  exclude: ExcludeMatcher | undefined;
+}
+
+/** Adds the files below the open folder `fd` (at `relative` below the source) to the size, then closes it. */
+function measureFolder(fd: number, relative: Buffer, measure: Measure): void {
+  const { size, shouldStop, exclude } = measure;
   const prefix = folderPrefix(fd);
   try {
     const dir = listFolder(fd);
@@ -60,15 +74,21 @@ function measureFolder(fd: number, size: TreeSize, shouldStop: () => boolean): v
       for (let entry = dir.readSync(); entry !== null; entry = dir.readSync()) {
         if (shouldStop()) throw new CopyStopped();
         if (isSpecial(entry) || entry.isSymbolicLink()) continue;
+        // A path below the source is needed only to match patterns.
+        const child = exclude ? childPath(relative, entry.name) : relative;
+        const listed = entry.isFile() || entry.isDirectory();
+        // Matched before any stat when the listing tells the kind, as the copy does.
+        if (exclude && listed && exclude.excludes(child, entry.isDirectory())) continue;
         const path = entryPath(prefix, entry.name);
         // The listing's kind spares a stat per folder; files need one for their size.
         const stats = entry.isDirectory() ? undefined : fs.lstatSync(path, { throwIfNoEntry: false });
+        if (exclude && !listed && stats && exclude.excludes(child, stats.isDirectory())) continue;
         if (stats?.isFile()) {
           size.files += 1;
           size.bytes += stats.size;
         } else if (entry.isDirectory() || stats?.isDirectory()) {
-          const child = openIfThere(path, FOLDER_FLAGS, UNLISTED_CODES);
-          if (child !== undefined) measureFolder(child, size, shouldStop);
+          const folder = openIfThere(path, FOLDER_FLAGS, UNLISTED_CODES);
+          if (folder !== undefined) measureFolder(folder, child, measure);
         }
       }
     } finally {

@@ -32,6 +32,13 @@ export interface SnapshotRequest {
    * never harms a newer one. Default true.
    */
   incremental?: boolean;
+  /**
+   * `.gitignore` patterns relative to a folder source: what they match is not in the snapshot
+   * nor its manifest, and `excluded` counts it (see `CopyOptions.exclude`). The previous
+   * snapshot serves as base whatever its patterns were: files are matched by path, so one
+   * excluded then is copied now. Default: none, and no `excluded` in the result.
+   */
+  exclude?: readonly string[];
   /** Copy threads (see `CopyOptions.threads`). Default: one per core. */
   threads?: number;
   /** Aborting stops the copy, removes the partial folder and rejects with `signal.reason`. */
@@ -122,6 +129,7 @@ export async function createSnapshot(request: SnapshotRequest): Promise<Snapshot
     const { manifestSha256, ...report } = await copyTree(request.source, partial, {
       previous: base,
       threads: request.threads,
+      exclude: request.exclude,
       signal: request.signal,
       onProgress: request.onProgress,
       manifest: { file: manifestDraft, previous: base && manifestPathOf(base) },

@@ -9,7 +9,8 @@ import type { Unfinished } from './thread-failure.js';
  * Work for a copy thread. `state` is shared by every task of one copy: Int32 `STOP` set to 1
  * stops them at their next entry; `ACTIVE` counts the copy's running tasks, which hand
  * folders to new ones (`delegate`) while fewer than `threads` run. A `subtree` task carries
- * open folders, which the thread that runs it closes. A `manifest` task assembles the lines the
+ * open folders, which the thread that runs it closes. `exclude` is the copy's patterns, which
+ * every task of it (and its measurement) applies to the entries it meets. A `manifest` task assembles the lines the
  * copy tasks wrote (`manifest`) once they are all done, and answers the manifest's SHA-256.
  */
 export type ThreadTask =
@@ -19,6 +20,7 @@ export type ThreadTask =
       target: string;
       previous?: string;
       manifest?: ManifestOutput;
+      exclude?: readonly string[];
       state: SharedArrayBuffer;
       threads: number;
     }
@@ -28,10 +30,11 @@ export type ThreadTask =
       target: string;
       subtree: Subtree;
       manifest?: ManifestOutput;
+      exclude?: readonly string[];
       state: SharedArrayBuffer;
       threads: number;
     }
-  | { kind: 'measure'; source: string; state: SharedArrayBuffer }
+  | { kind: 'measure'; source: string; exclude?: readonly string[]; state: SharedArrayBuffer }
   | { kind: 'manifest'; assembly: ManifestAssembly; state: SharedArrayBuffer };
 
 /** Closes the open folders of a task that no thread will run. */

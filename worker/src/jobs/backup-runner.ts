@@ -11,8 +11,9 @@ export function backupRunner(config: BackupConfig): KindRunner<'backup'> {
     async run({ jobId, tag, data, startedAt, signal, stillOwned, progress }) {
       const roots = effectiveRoots(config.sourceRoots, data.sourceRoots);
       const source = await resolveSource(data.source, roots, config.backupRoot);
+      const { exclude } = data;
       // Totals are counted beside the copy rather than before it, so the copy starts at once.
-      measureTree(source, signal).then(
+      measureTree(source, signal, { exclude }).then(
         ({ files, bytes }) => progress.measured(files, bytes),
         () => undefined,
       );
@@ -26,11 +27,12 @@ export function backupRunner(config: BackupConfig): KindRunner<'backup'> {
         stillOwned,
         incremental: data.incremental ?? true,
         threads: config.copyConcurrency,
+        exclude,
         signal,
         onProgress: (counts) => progress.advanced(counts.files, counts.bytes),
       });
       const { path, files, bytes, durationMs, dirs, links, skipped, filesLinked, bytesLinked, warnings } = snapshot;
-      const { manifestSha256 } = snapshot;
+      const { manifestSha256, excluded } = snapshot;
       const result: BackupResult = {
         path,
         files,
@@ -41,6 +43,9 @@ export function backupRunner(config: BackupConfig): KindRunner<'backup'> {
         skipped,
         filesLinked,
         bytesLinked,
+        // Only when the job has patterns (the API queues none rather than an empty list), so
+        // results of jobs without them stay as they were.
+        ...(excluded === undefined ? {} : { excluded }),
         manifestSha256,
         warnings,
       };
