@@ -22,6 +22,7 @@ export const FAILURE_CODES = [
   'TARGET_EXISTS',
   'RESTORE_FAILED',
   'VERIFY_FAILED',
+  'PRUNE_FAILED',
 ] as const;
 
 export type FailureCode = (typeof FAILURE_CODES)[number];

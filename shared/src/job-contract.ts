@@ -137,7 +137,17 @@ export type VerifyResult = Static<typeof VerifyResultSchema>;
 export const RestoreResultSchema = Type.Object({ path: Type.String({ description: 'The target' }), ...totals });
 export type RestoreResult = Static<typeof RestoreResultSchema>;
 
-export const PruneResultSchema = Type.Object({ kept: Type.Array(Type.String()), removed: Type.Array(Type.String()) });
+export const PruneResultSchema = Type.Object({
+  kept: Type.Array(Type.String(), { description: 'Snapshots kept, newest first (those in `held` among them)' }),
+  removed: Type.Array(Type.String(), {
+    description: 'Snapshots removed, newest first; with `dryRun`, those that would be removed',
+  }),
+  held: Type.Optional(
+    Type.Array(Type.String(), {
+      description: 'Snapshots the policy would remove but an unfinished restore or verify reads: kept until it ends',
+    }),
+  ),
+});
 export type PruneResult = Static<typeof PruneResultSchema>;
 
 export interface JobResultByKind {
