@@ -8,6 +8,8 @@ import {
   createLogRepository,
   createMysqlPool,
   createRedis,
+  createRetentionStore,
+  createSnapshotCatalog,
   isCancelRequested,
   jobLogRow,
   noteCancelled,
@@ -22,9 +24,12 @@ import {
   createJobProcessor,
   type QueueJob,
 } from './jobs/attempt-lifecycle.js';
+import { createAutoPrune } from './jobs/auto-prune.js';
 import { backupRunner } from './jobs/backup-runner.js';
+import { pruneRunner } from './jobs/prune-runner.js';
 import { restoreRunner } from './jobs/restore-runner.js';
 import { verifyRunner } from './jobs/verify-runner.js';
+import { createPruneLocks } from './prune/prune-lock.js';
 
 /** After this long without a ready connection while Redis answers others, the worker is rebuilt. */
 const WATCHDOG_INTERVAL_MS = 5000;
@@ -58,6 +63,11 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
 /** Starts one BullMQ worker with its log outbox, cancel listener and watchdog. */
 export function startWorker(config: CofferConfig, logger: Logger): RunningWorker {
   const pool = createMysqlPool(config.mysql, { connectionLimit: 2, limits: config.mysqlLimits });
+  // A prune holds a connection for its whole run (its destination's lock): one each, apart.
+  const lockPool = createMysqlPool(config.mysql, {
+    connectionLimit: config.workerConcurrency,
+    limits: config.mysqlLimits,
+  });
   const connection = createRedis(config.redisUrl, 'worker');
   const subscriber = createRedis(config.redisUrl, 'worker');
   const eventsConnection = createRedis(config.redisUrl, 'worker');
@@ -73,6 +83,8 @@ export function startWorker(config: CofferConfig, logger: Logger): RunningWorker
   });
   outbox.start();
   const queue = createBackupQueue(config, connection);
+  const retention = createRetentionStore(pool);
+  const catalog = createSnapshotCatalog(pool);
 
   const handler = createJobProcessor(
     {
@@ -81,8 +93,20 @@ export function startWorker(config: CofferConfig, logger: Logger): RunningWorker
       logger,
       isCancelRequested: (jobId) => isCancelRequested(connection, config.queuePrefix, jobId),
       noteCancelled: (jobId) => noteCancelled(connection, config.queuePrefix, jobId, config.jobRetentionSeconds),
+      afterCompleted: createAutoPrune({ config, retention, catalog, outbox, queue }),
     },
-    { backup: backupRunner(config), restore: restoreRunner(config), verify: verifyRunner() },
+    {
+      backup: backupRunner(config),
+      restore: restoreRunner(config),
+      verify: verifyRunner(),
+      prune: pruneRunner({
+        config,
+        catalog,
+        retention,
+        outbox,
+        locks: createPruneLocks(lockPool, config.mysql.database),
+      }),
+    },
   );
 
   function createWorker(): Worker<JobItem['data'], JobResult, string> {
@@ -178,6 +202,7 @@ export function startWorker(config: CofferConfig, logger: Logger): RunningWorker
       await settlesWithin(events.close(), 1000);
       await settlesWithin(queue.close(), 1000);
       for (const redis of [subscriber, eventsConnection, connection]) redis.disconnect();
+      await lockPool.end();
       await pool.end();
     },
   };

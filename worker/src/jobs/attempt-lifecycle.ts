@@ -69,6 +69,19 @@ export interface LifecycleDeps {
   isCancelRequested: (jobId: string) => Promise<boolean>;
   /** Notes that a job ends cancelled (metrics tell it from failed). */
   noteCancelled: (jobId: string) => Promise<void>;
+  /**
+   * Runs once a job's `completed` row is recorded (say, queueing a prune after a backup), and
+   * again when a run after a crash confirms that row. The job has completed whatever it does:
+   * a failure is only logged.
+   */
+  afterCompleted?: (completed: CompletedJob, logger: Logger) => Promise<void>;
+}
+
+/** A job whose `completed` row is recorded. */
+export interface CompletedJob {
+  jobId: string;
+  item: JobItem;
+  result: JobResult;
 }
 
 type Outcome = Failure & { permanent: boolean };
@@ -78,7 +91,7 @@ const UNEXPECTED_FAILURE: Record<JobKind, FailureCode> = {
   backup: 'COPY_FAILED',
   restore: 'RESTORE_FAILED',
   verify: 'VERIFY_FAILED',
-  prune: 'COPY_FAILED',
+  prune: 'PRUNE_FAILED',
 };
 
 function failureOf(err: unknown, signal: AbortSignal | undefined, kind: JobKind): Outcome {
@@ -110,7 +123,16 @@ function isKind(name: string): name is JobKind {
  * job for good (UnrecoverableError) or takes it back (WaitingError).
  */
 export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
-  const { config, outbox, logger: parentLogger, isCancelRequested, noteCancelled } = deps;
+  const { config, outbox, logger: parentLogger, isCancelRequested, noteCancelled, afterCompleted } = deps;
+
+  async function completed(job: CompletedJob, logger: Logger): Promise<void> {
+    if (!afterCompleted) return;
+    try {
+      await afterCompleted(job, logger);
+    } catch (err) {
+      logger.warn({ err }, 'the follow-up of a completed job failed');
+    }
+  }
 
   return async function processJob(job: QueueJob, token?: string, signal?: AbortSignal): Promise<JobResult> {
     const jobId = job.id ?? '';
@@ -145,6 +167,8 @@ export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
       const earlier = await outbox.finished(jobId);
       if (earlier?.status === 'completed') {
         logger.info('job had already completed before its worker died; confirming');
+        // The worker may have died before the follow-up: it is repeated (it is idempotent).
+        await completed({ jobId, item, result: earlier.result as JobResult }, logger);
         return earlier.result as JobResult;
       }
       if (earlier) throw new UnrecoverableError(encodeFailure(earlier.result as Failure));
@@ -169,6 +193,7 @@ export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
       const { result, row: completedRow } = await runner.run(attempt);
       await outbox.record([{ ...row, ...completedRow, status: 'completed' }], result);
       logger.info({ ...completedRow, catalog: undefined }, `${kind} completed`);
+      await completed({ jobId, item, result }, logger);
       return result;
     } catch (err) {
       if (err instanceof AttemptSuperseded || (signal?.aborted && signal.reason === LOCK_LOST_REASON)) {
