@@ -72,6 +72,10 @@ export const jobViewSchema = {
     startedAt: nullableIsoDate,
     finishedAt: nullableIsoDate,
     actor: { type: ['string', 'null'], description: 'Name of the token that submitted the job' },
+    schedule: {
+      type: ['string', 'null'],
+      description: 'The schedule that queued the job; null for jobs queued by hand',
+    },
   },
   required: ['id', 'kind', 'status', 'destination', 'attempts', 'progress', 'createdAt', 'startedAt', 'finishedAt'],
 } as const;
@@ -97,6 +101,7 @@ export const logRowSchema = {
     bytes: { type: ['integer', 'null'] },
     durationMs: { type: ['integer', 'null'] },
     actor: { type: ['string', 'null'], description: 'Name of the token that submitted the job, or tried to' },
+    schedule: { type: ['string', 'null'], description: 'The schedule the job ran for, or whose run was refused' },
   },
   required: ['id', 'date', 'action', 'parameter', 'status', 'jobId'],
 } as const;

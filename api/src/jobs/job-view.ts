@@ -34,6 +34,8 @@ export interface JobView {
   finishedAt: string | null;
   /** The token that submitted the job; null for jobs from before authentication. */
   actor: string | null;
+  /** The schedule that queued the job; null for a job queued by a request. */
+  schedule: string | null;
 }
 
 const NO_PROGRESS: JobProgress = { files: 0, filesTotal: 0, bytes: 0, bytesTotal: 0 };
@@ -72,6 +74,7 @@ export function viewFromQueueJob(
     startedAt: iso(job.processedOn),
     finishedAt: isTerminal(status) ? iso(job.finishedOn) : null,
     actor: job.data.actor ?? null,
+    schedule: 'schedule' in job.data ? (job.data.schedule ?? null) : null,
   };
   if (status === 'completed' && job.returnvalue) {
     view.result = job.returnvalue;
@@ -110,6 +113,7 @@ export function viewFromLog(rows: readonly LogRow[]): JobView | null {
     startedAt: started ? started.date.toISOString() : null,
     finishedAt: isTerminal(status) ? last.date.toISOString() : null,
     actor: queued.actor,
+    schedule: queued.schedule ?? null,
   };
   if (status === 'completed') {
     const totals = { files: last.files ?? 0, bytes: last.bytes ?? 0, durationMs: last.durationMs ?? 0 };
