@@ -16,7 +16,7 @@ import {
   type ScheduleQueue,
 } from '../src/schedules/schedule-installer.js';
 import { createScheduleStore } from '../src/schedules/schedule-store.js';
-import { issueToken, lastLogId, startApi, type ApiHarness } from './helpers.js';
+import { authorise, configWith, createOutage, issueToken, lastLogId, startApi, type ApiHarness } from './helpers.js';
 
 // Schedules at work: each run an ordinary backup job, refused runs, one run at a time, and the
 // schedulers installed again in a Redis that lost them. Runs come every second or two here
@@ -172,6 +172,36 @@ describe('installing the schedules again', () => {
       'a run after the reconnection',
     );
     await remove('comes-back');
+  });
+
+  it('when Redis is back after an outage: a schedule created meanwhile (201, stored in MySQL) gets installed', async () => {
+    // A second API on the same queue and database, that reaches Redis through a relay the test cuts.
+    const outage = await createOutage(api.env.config.redisUrl);
+    await outage.restore();
+    const second = authorise(
+      await buildApp({ config: configWith(api.env, { REDIS_URL: outage.url, SCHEDULE_MIN_INTERVAL_SECONDS: '1' }) }),
+      api.adminToken,
+    );
+    try {
+      await second.ready();
+      await outage.cut();
+
+      const res = await second.inject({
+        method: 'POST',
+        url: '/schedules',
+        payload: { name: 'during-outage', cron: '0 5 * * *', backup: { source: data, destination: 'outage' } },
+      });
+
+      expect(res.statusCode, res.body).toBe(201);
+      expect(await installed('during-outage')).toBe(false);
+      await outage.restore();
+      await waitFor(async () => ((await installed('during-outage')) ? true : undefined), 15_000, 'the scheduler');
+      expect(await queue.getJobScheduler('during-outage')).toMatchObject({ pattern: '0 5 * * *', tz: 'UTC' });
+    } finally {
+      await second.close();
+      await outage.cut();
+    }
+    await remove('during-outage');
   });
 
   it('when an API starts: every stored schedule is installed and schedulers without one are removed', async () => {

@@ -1,5 +1,6 @@
 import { Worker, type Job } from 'bullmq';
 import fp from 'fastify-plugin';
+import type { Redis } from 'ioredis';
 import { createRedis, type CofferConfig } from '@coffer/shared';
 import { prepareBackup } from '../jobs/backup-request.js';
 import { createScheduleDispatcher } from '../schedules/schedule-dispatch.js';
@@ -112,19 +113,13 @@ export default fp<{ config: CofferConfig }>(
     });
 
     let worker: Worker<TickData, void, string> | undefined;
-    const connection = createRedis(config.redisUrl, 'worker');
-    connection.on('error', (err) => app.log.debug({ err: err.message }, 'schedule worker redis error'));
+    let connection: Redis | undefined;
 
-    // A Redis that comes back may have lost everything (nothing is kept on disk in some setups).
-    const onRedisBack = () => {
-      app.log.info('redis connection ready again: installing the schedules');
-      void reinstall();
-    };
-
-    app.addHook('onReady', async () => {
-      // Bounded: an API that starts while Redis is away starts all the same, and installs them later.
-      await settlesWithin(reinstall(), WAIT_MS);
-      app.redis.on('ready', onRedisBack);
+    /** Starts this process's tick worker, once Redis answers. */
+    function startWorker(): void {
+      if (worker || closing) return;
+      connection = createRedis(config.redisUrl, 'worker');
+      connection.on('error', (err) => app.log.debug({ err: err.message }, 'schedule worker redis error'));
       worker = new Worker<TickData, void, string>(
         SCHEDULE_QUEUE,
         async (job: Job<TickData, void, string>) => {
@@ -141,16 +136,36 @@ export default fp<{ config: CofferConfig }>(
           app.log.error({ err, schedule: job.data.schedule }, 'a schedule tick failed for good: its slot has no run');
         }
       });
+    }
+
+    // A Redis that comes back may have lost everything (nothing is kept on disk in some setups).
+    const onRedisReady = () => {
+      app.log.info('redis connection ready: installing the schedules');
+      startWorker();
+      void reinstall();
+    };
+
+    app.addHook('onReady', async () => {
+      // Bounded: an API that starts while Redis is away starts all the same, and installs them later.
+      await settlesWithin(reinstall(), WAIT_MS);
+      app.redis.on('ready', onRedisReady);
+      if (app.redis.status === 'ready') startWorker();
     });
 
     app.addHook('onClose', async () => {
       closing = true;
       clearTimeout(retry);
-      app.redis.off('ready', onRedisBack);
-      if (worker) await settlesWithin(worker.close(), WAIT_MS);
+      app.redis.off('ready', onRedisReady);
+      if (worker) {
+        // BullMQ 5.81 closing a worker whose first connection is still being made lets that
+        // attempt fail later with nobody listening (an unhandled rejection). The worker starts
+        // only once Redis answers, so this wait is short.
+        await settlesWithin(worker.waitUntilReady(), WAIT_MS);
+        await settlesWithin(worker.close(), WAIT_MS);
+      }
       await settlesWithin(running ?? Promise.resolve(), WAIT_MS);
       await settlesWithin(queue.close(), WAIT_MS);
-      connection.disconnect();
+      connection?.disconnect();
     });
   },
   {
