@@ -31,6 +31,8 @@ declare module 'fastify' {
 const RETRY_MS = 5000;
 /** How long start-up waits for the schedules to be installed, and closing for a tick being turned into a job. */
 const WAIT_MS = 5000;
+/** How long a route waits for Redis to take a schedule before leaving it to the next reinstallation. */
+const ROUTE_WAIT_MS = 2000;
 
 async function settlesWithin(work: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
@@ -98,12 +100,22 @@ export default fp<{ config: CofferConfig }>(
       return next;
     }
 
+    /** Does `work` in Redis, or leaves it to the next reinstallation; answers within ROUTE_WAIT_MS either way. */
     async function orLater(work: () => Promise<void>, what: string): Promise<void> {
+      const attempt = work();
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        // A Redis away since start-up holds BullMQ's commands until it answers: a route does not wait for it.
+        timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ROUTE_WAIT_MS} ms`)), ROUTE_WAIT_MS);
+      });
       try {
-        await work();
+        await Promise.race([attempt, late]);
       } catch (err) {
+        attempt.catch(() => undefined);
         app.log.warn({ err }, `cannot ${what} in Redis now; the schedules will be installed again from MySQL`);
         retryLater();
+      } finally {
+        clearTimeout(timer);
       }
     }
 
@@ -146,10 +158,11 @@ export default fp<{ config: CofferConfig }>(
     };
 
     app.addHook('onReady', async () => {
-      // Bounded: an API that starts while Redis is away starts all the same, and installs them later.
-      await settlesWithin(reinstall(), WAIT_MS);
       app.redis.on('ready', onRedisReady);
-      if (app.redis.status === 'ready') startWorker();
+      // An API that starts while Redis is away starts all the same: it installs them once Redis answers.
+      if (app.redis.status !== 'ready') return;
+      await settlesWithin(reinstall(), WAIT_MS);
+      startWorker();
     });
 
     app.addHook('onClose', async () => {

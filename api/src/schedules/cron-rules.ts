@@ -138,7 +138,7 @@ function shortestGap(fields: CronFields, nthDayOfWeek: number, from: Date): numb
   return gap;
 }
 
-function seconds(value: number): string {
+function duration(value: number): string {
   return value % 3600 === 0 && value >= 3600
     ? `${value / 3600} h`
     : value % 60 === 0 && value >= 60
@@ -185,8 +185,8 @@ export function checkCron(
   if (gap < minIntervalSeconds) {
     return {
       problem:
-        `cron "${cron}" runs as little as ${seconds(gap)} apart; ` +
-        `runs of a schedule must be at least ${seconds(minIntervalSeconds)} apart (SCHEDULE_MIN_INTERVAL_SECONDS)`,
+        `cron "${cron}" runs as little as ${duration(gap)} apart; ` +
+        `runs of a schedule must be at least ${duration(minIntervalSeconds)} apart (SCHEDULE_MIN_INTERVAL_SECONDS)`,
     };
   }
   return { schedule: { cron: fields.join(' '), timezone } };
