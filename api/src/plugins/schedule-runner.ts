@@ -55,7 +55,7 @@ async function settlesWithin(work: Promise<unknown>, ms: number): Promise<void> 
  */
 export default fp<{ config: CofferConfig }>(
   async (app, { config }) => {
-    // The producer connection fails fast while Redis is away: a route does not hang on it.
+    // The producer connection: fails fast while Redis is away (and a route waits at most ROUTE_WAIT_MS).
     const queue = createScheduleQueue(config, app.redis);
     queue.on('error', (err) => app.log.warn({ err: err.message }, 'schedule queue error'));
     const installer = createScheduleInstaller(queue);
