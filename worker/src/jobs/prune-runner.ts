@@ -30,9 +30,9 @@ import type { Attempt, KindRunner } from './attempt-lifecycle.js';
 
 /** Catalog rows read per query while listing a destination. */
 const PAGE_SIZE = 1000;
-// Folders deleted behind the removals: one being deleted, one waiting, so the thread never
-// idles while the next snapshot is renamed and logged, and a cancel leaves little half done.
-const DELETIONS_IN_FLIGHT = 2;
+// Folders deleted behind the removals: one being deleted and one waiting per remove thread, so
+// none idles while the next snapshot is renamed and logged, and a cancel leaves little half done.
+const DELETIONS_IN_FLIGHT = 4;
 /** How long the end of a prune waits for the catalog to show its removals (the log outbox moves them there). */
 const CATALOG_CATCH_UP_MS = 10_000;
 const CATALOG_POLL_MS = 25;
