@@ -150,7 +150,7 @@ const scheduleRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app,
           `${RUNS} The backup is checked as POST /backup checks it, with the same codes (its destination is ` +
           'claimed for the token, as a backup would). A bad cron or timezone, or runs closer than ' +
           'SCHEDULE_MIN_INTERVAL_SECONDS, is 400 INVALID_SCHEDULE; a taken name 409 SCHEDULE_NAME_TAKEN.',
-        tags: ['jobs'],
+        tags: ['policies'],
         body: createBody,
         response: {
           201: { description: 'Created; Location: /schedules/{name}', ...scheduleView },
@@ -185,7 +185,7 @@ const scheduleRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app,
         operationId: 'listSchedules',
         summary: 'Schedules, by name',
         description: 'An operator sees only the schedules it created.',
-        tags: ['jobs'],
+        tags: ['policies'],
         response: {
           200: {
             type: 'object',
@@ -212,7 +212,7 @@ const scheduleRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app,
         operationId: 'getSchedule',
         summary: 'One schedule: its cron, backup, next slot and latest run',
         description: "An operator sees only the schedules it created; others' are 404, as if unknown.",
-        tags: ['jobs'],
+        tags: ['policies'],
         params: nameParams,
         response: { 200: scheduleView, ...errorResponses(400, 401, 403, 404, 429, 503) },
       },
@@ -231,7 +231,7 @@ const scheduleRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app,
           'The token that created the schedule stays its actor: the new backup is checked with its rights (400 ' +
           'INVALID_SCHEDULE once that token is revoked). An operator changes only the schedules it created; ' +
           "others' are 404. The next run is at the next slot of the new cron.",
-        tags: ['jobs'],
+        tags: ['policies'],
         params: nameParams,
         body: replaceBody,
         response: { 200: scheduleView, ...errorResponses(400, 401, 403, 404, 413, 415, 429, 503) },
@@ -263,7 +263,7 @@ const scheduleRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app,
         description:
           'No further runs are queued; a run already queued or running goes on. An operator deletes only the ' +
           "schedules it created; others' are 404.",
-        tags: ['jobs'],
+        tags: ['policies'],
         params: nameParams,
         response: {
           204: { description: 'Deleted', type: 'null' },
