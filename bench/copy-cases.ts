@@ -1,8 +1,9 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { DATASETS, ensureDataset } from './datasets.js';
 import { caseResult, type CaseResult } from './report.js';
-import { RUNS } from './settings.js';
-import { flushWrites, interleave, timeCommand, timed } from './timing.js';
+import { DATA_DIR, RUNS } from './settings.js';
+import { flushWrites, interleave, interleaveAfterWarmUp, timeCommand, timed } from './timing.js';
 
 /** The copy engine the worker uses, from its build (types from its sources). */
 export type CopyEngine = typeof import('../worker/src/copy/index.js');
@@ -34,7 +35,15 @@ type CopyCase = (
 export function copyCases(engine: CopyEngine, out: string) {
   const { copyCase, snapshot, before } = copyCaseRunner(engine, out);
   return {
-    trees: (sources: CopySources) => runTreeCases(copyCase, snapshot, before, sources, out),
+    trees: async (sources: CopySources) => {
+      // Before any timed run: generating it the first time writes 120,000 files.
+      const withNodeModules = ensureDataset(DATA_DIR, DATASETS.smallFilesWithNodeModules);
+      await flushWrites();
+      const results = await runTreeCases(copyCase, snapshot, before, sources, out);
+      const backup = backupRunner(engine, snapshot);
+      results.push(...(await excludeCases(backup, before, { ...sources, withNodeModules }, join(out, 'exclude'))));
+      return results;
+    },
     bigFile: async (bigFile: string): Promise<CaseResult> => {
       console.log('case: copy one 1 GiB file');
       const big = await copyCase('big', { path: bigFile, isFile: true }, RUNS.bigFile, false);
@@ -71,7 +80,8 @@ type Snapshot = (
   source: string,
   backupRoot: string,
   destination: string,
-) => Promise<{ path: string; filesLinked: number }>;
+  exclude?: readonly string[],
+) => Promise<{ path: string; files: number; filesLinked: number; excluded?: number }>;
 
 function copyCaseRunner(
   engine: CopyEngine,
@@ -80,13 +90,14 @@ function copyCaseRunner(
   // Before every timed run: no writeback pending from the run before.
   const before = flushWrites;
   let job = 0;
-  const snapshot = (source: string, backupRoot: string, destination: string) =>
+  const snapshot: Snapshot = (source, backupRoot, destination, exclude) =>
     engine.createSnapshot({
       source,
       backupRoot,
       destination,
       jobId: `bench-${(job += 1)}`,
       startedAt: new Date(),
+      exclude,
     });
   const fresh = (dir: string) => {
     mkdirSync(dir, { recursive: true });
@@ -215,4 +226,145 @@ async function incrementalCase(
     baseline: samples.get('rsync') ?? [],
     ...(unlinked > 0 ? { note: `${unlinked} Coffer runs did not link every file` } : {}),
   });
+}
+
+/** One backup as the worker runs it; resolves with what the snapshot holds and excluded. */
+type Backup = (
+  source: string,
+  backupRoot: string,
+  destination: string,
+  exclude?: readonly string[],
+) => Promise<{ seconds: number; files: number; excluded: number | undefined }>;
+
+/** The copy with, beside it, the walk that counts the progress totals (as `backupRunner` does), timed together. */
+function backupRunner(engine: CopyEngine, snapshot: Snapshot): Backup {
+  return async (source, backupRoot, destination, exclude) => {
+    let made: { files: number; excluded?: number } | undefined;
+    const seconds = await timed(async () => {
+      [, made] = await Promise.all([
+        engine.measureTree(source, undefined, { exclude }),
+        snapshot(source, backupRoot, destination, exclude),
+      ]);
+    });
+    return { seconds, files: made?.files ?? 0, excluded: made?.excluded };
+  };
+}
+
+// Ten patterns of the usual kinds, none of which matches a name of the 20k tree (`d042/f7.dat`).
+const MATCHING_NOTHING = [
+  'node_modules/',
+  '*.tmp',
+  '/cache',
+  '**/build',
+  '!keep.tmp',
+  '.git/',
+  '*.log',
+  'coverage/',
+  '**/*.swp',
+  'dist/**',
+];
+
+/** Coffer's side of an exclude case and what each of its runs must report. */
+interface ExcludeRun {
+  source: string;
+  exclude: readonly string[];
+  excluded: number;
+  /** Untimed, before each run. */
+  prepare?: () => void;
+}
+
+/** The baseline: the same backup without patterns. */
+interface PlainRun {
+  source: string;
+  name: string;
+  prepare?: () => void;
+}
+
+/**
+ * What exclude patterns cost, each against a baseline of the same run: the 20k tree backed up
+ * with ten patterns that match nothing against the same backup without patterns; and the 20k
+ * tree beside a `node_modules` of 100,000 files backed up excluding it against the very same
+ * tree with that folder moved out of it (a rename, untimed), so both sides read the same files.
+ * A Coffer run that copied other than 20,000 files or excluded another count is noted.
+ */
+async function excludeCases(
+  backup: Backup,
+  before: () => Promise<void>,
+  sources: CopySources & { withNodeModules: string },
+  dir: string,
+): Promise<CaseResult[]> {
+  let cases = 0;
+  const compare = async (name: string, coffer: ExcludeRun, baseline: PlainRun): Promise<CaseResult> => {
+    console.log(`case: ${name}`);
+    cases += 1;
+    let unexpected = 0;
+    const samples = await interleaveAfterWarmUp(
+      RUNS.smallFiles,
+      [
+        {
+          name: 'coffer',
+          run: async (run: number) => {
+            coffer.prepare?.();
+            const made = await backup(coffer.source, dir, `coffer-${cases}-${run}`, coffer.exclude);
+            if (made.files !== 20_000 || made.excluded !== coffer.excluded) unexpected += 1;
+            return made.seconds;
+          },
+        },
+        {
+          name: 'baseline',
+          run: async (run: number) => {
+            baseline.prepare?.();
+            return (await backup(baseline.source, dir, `baseline-${cases}-${run}`)).seconds;
+          },
+        },
+      ],
+      before,
+    );
+    return caseResult({
+      name,
+      unit: 's',
+      target: '<= 1.1',
+      baselineName: baseline.name,
+      coffer: samples.get('coffer') ?? [],
+      baseline: samples.get('baseline') ?? [],
+      ...(unexpected > 0
+        ? { note: `${unexpected} Coffer runs did not copy 20,000 files or excluded other entries` }
+        : {}),
+    });
+  };
+
+  const results = [
+    await compare(
+      'back up the 20k tree with 10 exclude patterns matching nothing',
+      { source: sources.smallFiles, exclude: MATCHING_NOTHING, excluded: 0 },
+      { source: sources.smallFiles, name: 'the same backup without patterns' },
+    ),
+  ];
+  const tree = sources.withNodeModules;
+  const nodeModules = join(tree, 'node_modules');
+  // Beside the tree, on the same file system, so moving it is a rename.
+  const aside = `${tree}.node_modules`;
+  const putBack = () => {
+    if (existsSync(aside)) renameSync(aside, nodeModules);
+  };
+  // Left aside by an interrupted run, it is put back first.
+  putBack();
+  try {
+    results.push(
+      await compare(
+        'back up the 20k tree beside an excluded node_modules of 100,000 files',
+        { source: tree, exclude: ['node_modules/'], excluded: 1, prepare: putBack },
+        {
+          source: tree,
+          name: 'the same tree without node_modules',
+          prepare: () => {
+            if (!existsSync(aside)) renameSync(nodeModules, aside);
+          },
+        },
+      ),
+    );
+  } finally {
+    putBack();
+  }
+  return results;
 }

@@ -10,6 +10,8 @@ export interface DatasetSpec {
   dirs: number;
   perDir: number;
   size: number;
+  /** A tree's `node_modules` folder beside its folders: `packages` folders of `perPackage` files of `size` bytes. */
+  nodeModules?: { packages: number; perPackage: number; size: number };
 }
 
 export const DATASETS = {
@@ -17,6 +19,15 @@ export const DATASETS = {
   // Backed up only to be cancelled inside it.
   hugeFile: { name: 'huge-2GiB.bin', kind: 'file', dirs: 0, perDir: 0, size: 2 ** 31 },
   smallFiles: { name: 'small-20000x4KiB', kind: 'tree', dirs: 200, perDir: 100, size: 4096 },
+  // The same tree beside a node_modules of 100,000 files, for backups that exclude it.
+  smallFilesWithNodeModules: {
+    name: 'small-20000x4KiB+node_modules-100000x1KiB',
+    kind: 'tree',
+    dirs: 200,
+    perDir: 100,
+    size: 4096,
+    nodeModules: { packages: 1000, perPackage: 100, size: 1024 },
+  },
   mediumFiles: { name: 'medium-2000x256KiB', kind: 'tree', dirs: 20, perDir: 100, size: 256 * 1024 },
   tiny: { name: 'tiny-1x100B', kind: 'tree', dirs: 1, perDir: 1, size: 100 },
   // Empty: memory could only grow with the number of entries, and on this disk every 4 KiB
@@ -66,5 +77,16 @@ function writeTree(root: string, spec: DatasetSpec): void {
     const folder = join(root, `d${String(dir).padStart(width, '0')}`);
     mkdirSync(folder);
     for (let file = 0; file < spec.perDir; file += 1) writeFileSync(join(folder, `f${file}.dat`), content);
+  }
+  if (spec.nodeModules) writeNodeModules(join(root, 'node_modules'), spec.nodeModules);
+}
+
+function writeNodeModules(root: string, { packages, perPackage, size }: NonNullable<DatasetSpec['nodeModules']>): void {
+  const content = CHUNK.subarray(0, size);
+  mkdirSync(root);
+  for (let index = 0; index < packages; index += 1) {
+    const folder = join(root, `package-${index}`);
+    mkdirSync(folder);
+    for (let file = 0; file < perPackage; file += 1) writeFileSync(join(folder, `module-${file}.js`), content);
   }
 }
