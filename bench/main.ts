@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { copyCases, loadCopyEngine } from './copy-cases.js';
 import { DATASETS, ensureDataset } from './datasets.js';
 import { describeMachine, ensureRsync, fileSystemSettler } from './machine.js';
+import { runPruneCase } from './prune-cases.js';
 import { formatTable, writeResults, type CaseResult } from './report.js';
 import { runCancelCase, runEndToEndCase, runHttpCase, runJobsListCase, runMemoryCase } from './service-cases.js';
 import { loadSnapshotEngine, snapshotCases } from './snapshot-cases.js';
@@ -15,7 +16,7 @@ import { BENCH_DIR, DATA_DIR, OUT_DIR, RESULTS_FILE, ROOT } from './settings.js'
 import { cleanup, createScope } from './stack.js';
 
 const started = performance.now();
-// Groups: copy verify http jobs e2e memory cancel. No argument: all but the slow ones; `all`: every one.
+// Groups: copy verify http jobs e2e memory prune cancel. No argument: all but the slow ones; `all`: every one.
 const SLOW_GROUPS = ['memory'];
 const only = process.argv.slice(2);
 const selected = (group: string) =>
@@ -63,6 +64,10 @@ try {
   }
   if (selected('copy')) cases.push(await copy.bigFile(sources.bigFile));
   if (selected('verify')) cases.push(await snapshots.bigFile(sources.bigFile));
+  if (selected('prune')) {
+    await settle();
+    cases.push(await runPruneCase(scope, ROOT, join(out, 'prune')));
+  }
   // Last: each cancelled backup leaves up to 2 GiB to delete.
   if (selected('cancel')) cases.push(await runCancelCase(scope, dirs, sources.hugeFile));
 } finally {
