@@ -4,6 +4,7 @@ import createError from '@fastify/error';
 export const SourceInvalid = createError('INVALID_SOURCE', '%s', 400);
 export const SourceOutsideRoots = createError('SOURCE_OUTSIDE_ROOTS', '%s', 400);
 export const SourceOverlapsBackupRoot = createError('SOURCE_OVERLAPS_BACKUP_ROOT', '%s', 400);
+export const ExcludeInvalid = createError('INVALID_EXCLUDE', '%s', 400);
 export const DestinationInvalid = createError('INVALID_DESTINATION', '%s', 400);
 export const DestinationNotOwned = createError('DESTINATION_NOT_OWNED', '%s', 403);
 export const SnapshotNotFound = createError('SNAPSHOT_NOT_FOUND', 'no snapshot with id "%s"', 404);

@@ -76,4 +76,24 @@ describe('POST /backup with exclude patterns', () => {
       expect((await logRows(api.db, 'id > ?', [lastIdBefore])).map((row) => row.status)).toEqual(['rejected']);
     },
   );
+
+  it.each([['**/a/**/b'], ['a/**/b/**/c'], ['!**/x/**/y/']])(
+    'refuses %s (two "**" segments before the last: matching it would backtrack steeply) with 400 INVALID_EXCLUDE',
+    async (pattern) => {
+      const countsBefore = await api.app.backupQueue.getJobCounts();
+
+      const res = await post(['*.tmp', pattern]);
+
+      const error = expectError(res, 400, 'INVALID_EXCLUDE');
+      expect(error.message).toContain(`exclude pattern 1 "${pattern}" has 2 "**" segments before its last one`);
+      expect(await api.app.backupQueue.getJobCounts()).toEqual(countsBefore);
+    },
+  );
+
+  it.each([['a/**/b'], ['**/build'], ['a/**/b/**'], ['a**b**c']])(
+    'accepts %s: one "**" segment stays linear',
+    async (pattern) => {
+      expect((await post([pattern])).statusCode).toBe(202);
+    },
+  );
 });

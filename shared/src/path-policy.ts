@@ -161,3 +161,22 @@ export function normaliseAbsolutePath(path: string): string {
   const normal = posix.normalize(path);
   return normal.length > 1 && normal.endsWith('/') ? normal.slice(0, -1) : normal;
 }
+
+// Checks `exclude` patterns for the one shape the matcher cannot afford: two or more `**`
+// segments before the last segment (`**/a/**/b`, `a/**/b/**/c`). The `ignore` library turns them
+// into expressions that backtrack in time steeply growing with the depth of the path (two of them
+// take seconds per entry 2,000 folders deep), and nothing interrupts a thread stuck in one. One
+// such segment, a trailing `/**` and `*` inside a name stay linear. Returns the problem, or null.
+export function checkExcludePatterns(patterns: readonly string[]): string | null {
+  for (const [index, pattern] of patterns.entries()) {
+    const segments = pattern.replace(/^!/, '').replace(/\/+$/, '').split('/');
+    const inner = segments.slice(0, -1).filter((segment) => segment === '**').length;
+    if (inner > 1) {
+      return (
+        `exclude pattern ${index} "${pattern}" has ${inner} "**" segments before its last one; at most one is ` +
+        'allowed (matching more takes time that grows steeply with the depth of the tree)'
+      );
+    }
+  }
+  return null;
+}

@@ -327,6 +327,11 @@ describe('a backup job with exclude patterns', () => {
     expect(await waitFor(async () => totals[0], 10_000, 'the progress totals')).toEqual([1, 5]);
     const { result: plain } = await runner.run(attempt());
     expect(plain).not.toHaveProperty('excluded');
+
+    // Queued around the API's check: refused for good before any folder is read.
+    const refused = runner.run(attempt(['**/a/**/b']));
+    await expect(refused).rejects.toMatchObject({ code: 'INVALID_JOB', permanent: true });
+    await expect(refused).rejects.toThrow(/2 "\*\*" segments before its last one/);
   });
 });
 

@@ -5,6 +5,7 @@ import {
   MAX_DESTINATION_LENGTH,
   MAX_PATH_LENGTH,
   checkDestination,
+  checkExcludePatterns,
   checkSourcePath,
   defaultDestination,
   effectiveRoots,
@@ -19,6 +20,7 @@ import { refusalMessage } from '../destinations/destination-access.js';
 import {
   DestinationInvalid,
   DestinationNotOwned,
+  ExcludeInvalid,
   SourceInvalid,
   SourceOutsideRoots,
   SourceOverlapsBackupRoot,
@@ -93,6 +95,8 @@ export async function prepareBackup(
       `source "${source}" overlaps BACKUP_ROOT (${config.backupRoot}): Coffer never backs up its own backups`,
     );
   }
+  const excludeProblem = checkExcludePatterns(request.exclude ?? []);
+  if (excludeProblem) throw new ExcludeInvalid(excludeProblem);
   const destination = request.destination ?? defaultDestination(source);
   const destinationProblem = checkDestination(destination);
   if (destinationProblem) throw new DestinationInvalid(destinationProblem.message);

@@ -1,4 +1,4 @@
-import { effectiveRoots, type BackupResult, type CofferConfig } from '@coffer/shared';
+import { JobFailure, checkExcludePatterns, effectiveRoots, type BackupResult, type CofferConfig } from '@coffer/shared';
 import { createSnapshot, measureTree } from '../copy/index.js';
 import { resolveSource } from '../source.js';
 import type { KindRunner } from './attempt-lifecycle.js';
@@ -9,6 +9,9 @@ export type BackupConfig = Pick<CofferConfig, 'backupRoot' | 'sourceRoots' | 'co
 export function backupRunner(config: BackupConfig): KindRunner<'backup'> {
   return {
     async run({ jobId, tag, data, startedAt, signal, stillOwned, progress }) {
+      // The API refuses these already; a job queued some other way must not pin a copy thread.
+      const excludeProblem = checkExcludePatterns(data.exclude ?? []);
+      if (excludeProblem) throw new JobFailure('INVALID_JOB', excludeProblem, true);
       const roots = effectiveRoots(config.sourceRoots, data.sourceRoots);
       const source = await resolveSource(data.source, roots, config.backupRoot);
       const { exclude } = data;
