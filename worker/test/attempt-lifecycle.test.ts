@@ -185,6 +185,7 @@ const backupRow = (attempt = 1) => ({
   destination: backupData.destination,
   snapshotId: null,
   actor: 'alice',
+  schedule: null,
 });
 
 describe('a successful attempt', () => {
@@ -236,6 +237,7 @@ describe('a successful attempt', () => {
         destination: 'data',
         snapshotId,
         actor,
+        schedule: null,
       };
       expect(rows()).toEqual([
         { ...common, status: 'active' },
