@@ -14,3 +14,4 @@ export * from './job-log-row.js';
 export * from './snapshot-catalog.js';
 export * from './retention-policy.js';
 export * from './retention-store.js';
+export * from './queue-with-history.js';

@@ -20,6 +20,11 @@ export function manifestPathOf(snapshotPath: string): string {
   return posix.join(posix.dirname(snapshotPath), METADATA_FOLDER, `${posix.basename(snapshotPath)}.manifest.ndjson`);
 }
 
+/** Where the record of the snapshot folder `snapshotPath` lives (its source, read to pick an incremental base): `<folder>/.coffer/<name>.json`. */
+export function metadataPathOf(snapshotPath: string): string {
+  return posix.join(posix.dirname(snapshotPath), METADATA_FOLDER, `${posix.basename(snapshotPath)}.json`);
+}
+
 /**
  * True for a name Coffer itself creates inside a destination folder: a snapshot, a partial copy
  * or the metadata folder. A destination with such a segment would lie inside a snapshot (or

@@ -1,7 +1,15 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Redis } from 'ioredis';
-import { jobLogRow, type BackupQueue, type CofferConfig, type JobItem, type LogRepository } from '@coffer/shared';
+import {
+  JobNotQueued,
+  queueWithHistory,
+  type BackupQueue,
+  type CofferConfig,
+  type JobItem,
+  type LogEntry,
+  type LogRepository,
+} from '@coffer/shared';
 import { IdempotencyKeyReused, QueueUnavailable } from '../errors.js';
 
 const IDEMPOTENCY_TTL_SECONDS = 86_400;
@@ -27,10 +35,6 @@ export interface SubmitDeps {
   logStore: Pick<LogRepository, 'append'>;
   queue: Pick<BackupQueue, 'add'>;
   log: FastifyBaseLogger;
-}
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 /**
@@ -77,24 +81,16 @@ export function createJobSubmitter({ config, redis, logStore, queue, log }: Subm
       if (key !== undefined) await redis.del(idempotencyKey(actor, key)).catch(() => undefined);
     };
 
-    const row = jobLogRow(item, id, 1, config.instanceName);
+    const sinks = {
+      record: (entry: LogEntry) => logStore.append(entry),
+      add: (queued: JobItem, jobId: string) => queue.add(queued.name, queued.data, { jobId }),
+      unrecorded: (err: unknown) => log.error({ err, jobId: id }, 'cannot close the history of an unqueued job'),
+    };
     try {
-      await logStore.append({ ...row, status: 'queued' });
+      await queueWithHistory(sinks, item, id, config.instanceName);
     } catch (err) {
       await forget();
-      throw err;
-    }
-    try {
-      await queue.add(item.name, item.data, { jobId: id });
-    } catch (err) {
-      // The job never reached the queue: close its history so it does not look pending forever.
-      await forget();
-      await logStore
-        .append({ ...row, status: 'failed', code: 'QUEUE_UNAVAILABLE', message: `not queued: ${message(err)}` })
-        .catch((logErr: unknown) =>
-          log.error({ err: logErr, jobId: id }, 'cannot close the history of an unqueued job'),
-        );
-      throw new QueueUnavailable({ cause: err });
+      throw err instanceof JobNotQueued ? new QueueUnavailable({ cause: err.cause }) : err;
     }
     log.info({ jobId: id, kind: item.name, destination: item.data.destination }, `${item.name} queued`);
     return { id, replayed: false };

@@ -7,6 +7,7 @@ import { openDestinationFolder } from './destination-folder.js';
 import { errorCode } from './errno.js';
 import { removeTree } from './remove-tree.js';
 import { METADATA_FOLDER, manifestPathOf } from './manifest-file.js';
+import { metadataPathOf } from '@coffer/shared/path-policy';
 import { toSnapshotFailure, type SnapshotPaths } from './snapshot-failure.js';
 
 export interface SnapshotRequest {
@@ -228,7 +229,7 @@ function isPartialOf(name: string, jobId: string): boolean {
 }
 
 function metadataPath(folder: string, snapshot: string): string {
-  return path.join(folder, METADATA_FOLDER, `${snapshot}.json`);
+  return metadataPathOf(path.join(folder, snapshot));
 }
 
 async function writeMetadata(folder: string, snapshot: string, metadata: SnapshotMetadata): Promise<void> {

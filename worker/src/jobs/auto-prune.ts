@@ -2,10 +2,11 @@ import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import {
-  jobLogRow,
+  queueWithHistory,
   type BackupQueue,
   type CofferConfig,
   type JobItem,
+  type LogEntry,
   type LogOutbox,
   type RetentionStore,
   type SnapshotCatalog,
@@ -36,15 +37,10 @@ export function autoPruneJobId(backupJobId: string): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 /**
  * After a completed backup into a destination that has a retention policy, queues a `prune`
- * of that destination, submitted as the backup's actor. It is queued the way every job is:
- * its `queued` row recorded first (so no `active` can precede it), then the job added, and
- * its history closed with a `failed` row if the queue refuses it. A policy that cannot be read
+ * of that destination, submitted as the backup's actor, the way every job is queued
+ * (queueWithHistory). A policy that cannot be read
  * is only logged: the destination's next backup prunes it. The prune is queued once the catalog
  * lists the backup's snapshot, so that the policy counts it.
  */
@@ -76,15 +72,12 @@ export function createAutoPrune({ config, retention, catalog, outbox, queue }: A
 
     const prune: JobItem = { name: 'prune', data: actor === undefined ? { destination } : { destination, actor } };
     const id = autoPruneJobId(jobId);
-    const row = jobLogRow(prune, id, 1, config.instanceName);
-    await outbox.record([{ ...row, status: 'queued', message: `queued after backup ${jobId}` }]);
-    try {
-      await queue.add(prune.name, prune.data, { jobId: id });
-    } catch (err) {
-      const failure = { code: 'QUEUE_UNAVAILABLE', message: `not queued: ${message(err)}` };
-      await outbox.record([{ ...row, status: 'failed', ...failure }], failure);
-      throw err;
-    }
+    const sinks = {
+      record: (entry: LogEntry) => outbox.record([entry]),
+      add: (item: JobItem, itemId: string) => queue.add(item.name, item.data, { jobId: itemId }),
+      unrecorded: (err: unknown) => logger.error({ err, jobId: id }, 'cannot close the history of an unqueued prune'),
+    };
+    await queueWithHistory(sinks, prune, id, config.instanceName, `queued after backup ${jobId}`);
     logger.info({ pruneJobId: id, destination }, 'prune queued after the backup');
   };
 }

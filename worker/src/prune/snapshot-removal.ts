@@ -3,7 +3,7 @@
 // go, and only then, once the removal is logged, is the renamed folder deleted.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { JobFailure, manifestPathOf } from '@coffer/shared';
+import { JobFailure, manifestPathOf, metadataPathOf } from '@coffer/shared';
 import { errorCode } from '../copy/errno.js';
 import type { DestinationHandle } from './destination-handle.js';
 
@@ -14,7 +14,7 @@ const PRUNING_PREFIX = 'pruning-';
 // What Coffer keeps beside each snapshot in `.coffer`: its manifest, and the record of its
 // source that a backup reads to choose its incremental base (see copy/snapshot.ts).
 const manifestName = (name: string) => path.posix.basename(manifestPathOf(name));
-const recordName = (name: string) => `${name}.json`;
+const recordName = (name: string) => path.posix.basename(metadataPathOf(name));
 
 /** Whether a snapshot's folder was there to remove, or already gone. */
 export type Placement = 'present' | 'missing';

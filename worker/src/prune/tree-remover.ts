@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { threadEntry } from '../copy/thread-entry.js';
 import { deserializeError } from '../copy/thread-failure.js';
 import { STOP_FLAG, type RemoveReply, type RemoveRequest, type RemoverData } from './remove-protocol.js';
 
@@ -9,20 +10,6 @@ export class RemovalStopped extends Error {
   constructor(target: string) {
     super(`deletion of ${target} stopped`);
   }
-}
-
-/**
- * Where the thread starts: the compiled module beside this one, or its TypeScript source
- * through tsx when running from the sources (as the tests do), since a thread does not
- * inherit the loader this module was loaded with.
- */
-function threadEntry(): URL {
-  const extension = new URL(import.meta.url).pathname.endsWith('.ts') ? '.ts' : '.js';
-  const entry = new URL(`./remove-thread${extension}`, import.meta.url);
-  if (extension === '.js') return entry;
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const boot = `import { register } from ${JSON.stringify(tsx)}; register(); await import(${JSON.stringify(entry.href)});`;
-  return new URL(`data:text/javascript,${encodeURIComponent(boot)}`);
 }
 
 interface Pending {
@@ -65,7 +52,10 @@ export function createTreeRemover(threads = Math.min(DEFAULT_THREADS, availableP
 
   function start(): RemoveThread {
     const data: RemoverData = { state };
-    const thread: RemoveThread = { worker: new Worker(threadEntry(), { workerData: data }), pending: new Map() };
+    const thread: RemoveThread = {
+      worker: new Worker(threadEntry('remove-thread', import.meta.url), { workerData: data }),
+      pending: new Map(),
+    };
     thread.worker.on('message', (reply: RemoveReply) => {
       const item = thread.pending.get(reply.id);
       if (!item) return;
