@@ -545,7 +545,7 @@ describe('a value outside a fixed set', () => {
     [
       'GET /logs?status=done',
       { method: 'GET', url: '/logs?status=done' },
-      'querystring/status must be one of: queued, active, retrying, completed, failed, cancelled, rejected',
+      'querystring/status must be one of: queued, active, retrying, completed, failed, cancelled, rejected, removed',
     ],
     [
       'POST /tokens with role "root"',
