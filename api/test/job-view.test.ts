@@ -20,6 +20,7 @@ function rows(kind: JobKind, parameter: string, last: Partial<LogRow>): LogRow[]
     bytes: null,
     durationMs: null,
     actor: 'ops',
+    schedule: null,
   };
   return [
     { ...base, id: 1, date: new Date('2026-11-29T10:00:00Z'), status: 'queued' },
