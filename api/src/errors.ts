@@ -14,7 +14,7 @@ export const RestorePathInvalid = createError('INVALID_RESTORE_PATH', '%s', 400)
 export const RetentionNotFound = createError('RETENTION_NOT_FOUND', 'destination "%s" has no retention policy', 404);
 export const RetentionNotSet = createError(
   'RETENTION_NOT_SET',
-  'destination "%s" has no retention policy to prune by; set one with PUT /destinations/{name}/retention',
+  'destination "%s" has no retention policy to prune by; set one with PUT /destinations/%s/retention',
   409,
 );
 export const ScheduleInvalid = createError('INVALID_SCHEDULE', '%s', 400);

@@ -257,7 +257,7 @@ describe('POST /prune of a destination without a retention policy', () => {
       });
 
       expect(error.message).toBe(
-        'destination "ops-unruled" has no retention policy to prune by; set one with PUT /destinations/{name}/retention',
+        'destination "ops-unruled" has no retention policy to prune by; set one with PUT /destinations/ops-unruled/retention',
       );
     },
   );

@@ -27,6 +27,11 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * How often Redis is brought in line with MySQL while connected: a Redis flushed without
+ * dropping the connection (FLUSHALL, a failover to an empty replica) is noticed within this.
+ */
+const RECONCILE_MS = 60_000;
 /** How long after a failed re-installation the next try comes. */
 const RETRY_MS = 5000;
 /** How long start-up waits for the schedules to be installed, and closing for a tick being turned into a job. */
@@ -50,8 +55,8 @@ async function settlesWithin(work: Promise<unknown>, ms: number): Promise<void> 
  * scheduler per schedule on the `schedules` queue, which yields a tick job per slot. Every API
  * process runs a worker on that queue (BullMQ hands each tick to one of them) that turns the
  * tick into a backup job (schedule-dispatch.ts). The schedulers are installed from MySQL when
- * the API is ready and again whenever its Redis connection comes back, so a Redis that lost
- * its data (restarted without persistence, flushed) gets them back.
+ * the API is ready, whenever its Redis connection comes back and every RECONCILE_MS, so a
+ * Redis that lost its data (restarted without persistence, flushed) gets them back.
  */
 export default fp<{ config: CofferConfig }>(
   async (app, { config }) => {
@@ -75,6 +80,7 @@ export default fp<{ config: CofferConfig }>(
 
     let closing = false;
     let retry: NodeJS.Timeout | undefined;
+    let reconciling: NodeJS.Timeout | undefined;
     let running: Promise<void> | null = null;
 
     function retryLater(): void {
@@ -159,6 +165,9 @@ export default fp<{ config: CofferConfig }>(
 
     app.addHook('onReady', async () => {
       app.redis.on('ready', onRedisReady);
+      reconciling = setInterval(() => {
+        if (app.redis.status === 'ready') void reinstall();
+      }, RECONCILE_MS).unref();
       // An API that starts while Redis is away starts all the same: it installs them once Redis answers.
       if (app.redis.status !== 'ready') return;
       await settlesWithin(reinstall(), WAIT_MS);
@@ -168,6 +177,7 @@ export default fp<{ config: CofferConfig }>(
     app.addHook('onClose', async () => {
       closing = true;
       clearTimeout(retry);
+      clearInterval(reconciling);
       app.redis.off('ready', onRedisReady);
       if (worker) {
         // BullMQ 5.81 closing a worker whose first connection is still being made lets that

@@ -61,7 +61,8 @@ const pruneRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app) =>
         );
       }
       // Checked after ownership, so an operator learns nothing of others' policies.
-      if (!(await app.retention.get(destination))) throw new RetentionNotSet(destination);
+      if (!(await app.retention.get(destination)))
+        throw new RetentionNotSet(destination, encodeURIComponent(destination));
       const { id, replayed } = await app.submitJob({
         item: { name: 'prune', data: { destination, dryRun, actor: principal.name } },
         actor: principal.name,
