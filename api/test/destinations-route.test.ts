@@ -3,7 +3,15 @@ import type { RowDataPacket } from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RetentionPolicy } from '@coffer/shared';
 import type { Principal } from '../src/auth/roles.js';
-import { expectError, issueToken, recordSnapshot, startApi, type ApiHarness, type Requester } from './helpers.js';
+import {
+  expectError,
+  issueToken,
+  pruneSnapshot,
+  recordSnapshot,
+  startApi,
+  type ApiHarness,
+  type Requester,
+} from './helpers.js';
 
 interface DestinationBody {
   name: string;
@@ -387,7 +395,7 @@ describe('GET /destinations', () => {
     await snapshot('alpha', '2026-01-01T01:00:00.000Z');
     await snapshot('alpha', '2026-01-02T01:00:00.000Z', 'admin');
     const pruned = await snapshot('alpha', '2026-01-03T01:00:00.000Z');
-    await api.app.snapshotCatalog.markDeleted([pruned.id], new Date());
+    await pruneSnapshot(api.app, pruned.id);
     await failedBackup('alpha', '2026-01-04T05:00:00.000Z');
     await failedBackup('alpha', '2026-01-02T05:00:00.000Z');
     await failedBackup('alpha', '2026-01-09T05:00:00.000Z', 'restore');
@@ -397,7 +405,7 @@ describe('GET /destinations', () => {
     // beta/inner (bob): one snapshot, every one of them pruned.
     await api.app.destinations.authorise(operator('bob'), 'beta/inner');
     const gone = await snapshot('beta/inner', '2026-02-01T00:00:00.000Z', 'bob');
-    await api.app.snapshotCatalog.markDeleted([gone.id], new Date());
+    await pruneSnapshot(api.app, gone.id);
     // gamma and Zulu: a policy only. legacy: a snapshot without an owner (made before owners were kept).
     await api.app.retention.set('gamma', { keepLast: 3, keepWithin: '2w' }, 'admin');
     await api.app.retention.set('Zulu', { keepYearly: 1 }, 'admin');

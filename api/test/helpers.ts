@@ -340,3 +340,17 @@ export async function recordSnapshot(
   ]);
   return snapshot;
 }
+
+/** Marks a snapshot removed the way a prune job does: a `removed` log row carrying the catalog's deletion. */
+export async function pruneSnapshot(app: FastifyInstance, snapshotId: string): Promise<void> {
+  await app.logStore.append({
+    action: 'prune',
+    parameter: snapshotId,
+    status: 'removed',
+    jobId: randomUUID(),
+    attempt: null,
+    worker: 'test',
+    snapshotId,
+    catalog: { kind: 'deleted', snapshotId, at: new Date().toISOString() },
+  });
+}

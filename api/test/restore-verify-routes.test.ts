@@ -12,6 +12,7 @@ import {
   issueToken,
   lastLogId,
   matching,
+  pruneSnapshot,
   recordSnapshot as recordSnapshotAs,
   startApi,
   type ApiHarness,
@@ -381,7 +382,7 @@ describe.each(['restore', 'verify'] as const)('POST /%s of a snapshot that canno
       'admin',
       async () => {
         const { id } = await recordSnapshot();
-        await api.app.snapshotCatalog.markDeleted([id], new Date());
+        await pruneSnapshot(api.app, id);
         return id;
       },
     ],

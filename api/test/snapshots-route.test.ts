@@ -9,6 +9,7 @@ import {
   collect,
   expectError,
   issueToken,
+  pruneSnapshot,
   recordSnapshot as recordSnapshotAs,
   startApi,
   type ApiHarness,
@@ -85,7 +86,7 @@ describe('GET /snapshots', () => {
     const destination = uniqueDestination('pruned');
     const kept = await recordSnapshot(destination, 'admin');
     const gone = await recordSnapshot(destination, 'admin');
-    await api.app.snapshotCatalog.markDeleted([gone.id], new Date());
+    await pruneSnapshot(api.app, gone.id);
 
     const listed = await collect<SnapshotBody>(api.app, `/snapshots?destination=${destination}`);
     const all = await collect<SnapshotBody>(api.app, `/snapshots?destination=${destination}&deleted=true`);
@@ -225,7 +226,7 @@ describe('GET /snapshots/:id/manifest', () => {
   it('is 404 SNAPSHOT_NOT_FOUND when the snapshot has no manifest, or was pruned', async () => {
     const bare = await recordSnapshot(uniqueDestination('bare'), 'admin');
     const pruned = await snapshotOnDisk([]);
-    await api.app.snapshotCatalog.markDeleted([pruned.id], new Date());
+    await pruneSnapshot(api.app, pruned.id);
 
     for (const id of [bare.id, pruned.id]) {
       expectError(await api.app.inject({ method: 'GET', url: `/snapshots/${id}/manifest` }), 404, 'SNAPSHOT_NOT_FOUND');

@@ -174,12 +174,6 @@ export function createSnapshotCatalog(pool: Pool) {
       );
       return new Set(rows.map((row) => String(row.snapshot_id)));
     },
-
-    /** Marks snapshots deleted (their folders are going or gone); the first time is kept. */
-    async markDeleted(ids: readonly string[], at: Date): Promise<void> {
-      if (ids.length === 0) return;
-      await pool.query('UPDATE snapshot SET deleted_at = ? WHERE id IN (?) AND deleted_at IS NULL', [at, ids]);
-    },
   };
 }
 

@@ -209,8 +209,7 @@ describe('the snapshot catalog, read', () => {
     const other = `deleted-${randomUUID()}`;
     const [kept, gone] = [randomUUID(), randomUUID()];
     await log.append([...completedBackup(facts(kept, other)), ...completedBackup(facts(gone, other))]);
-    await catalog.markDeleted([gone], new Date('2026-12-02T00:00:00.000Z'));
-    await catalog.markDeleted([gone], new Date('2026-12-03T00:00:00.000Z'));
+    await log.append(removedRow(randomUUID(), gone, '2026-12-02T00:00:00.000Z'));
 
     expect((await catalog.list({ destination: other, limit: 10 })).items.map((item) => item.id)).toEqual([kept]);
     const all = await catalog.list({ destination: other, deleted: true, limit: 10 });
