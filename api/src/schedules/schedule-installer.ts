@@ -22,10 +22,11 @@ export interface InstalledSchedule extends CronSchedule {
   name: string;
 }
 
-// A tick that fails (MySQL or Redis away) is tried again a few times over half a minute; one that
-// never gets through leaves its slot without a run. Done ticks leave Redis at once.
+// A tick that fails (MySQL or Redis away) is tried again for about two minutes (1 + 2 + … + 64 s):
+// long enough for a restart, short of the next slot of most schedules. One that never gets
+// through leaves its slot without a run. Done ticks leave Redis at once.
 const TICK_OPTIONS: JobSchedulerTemplateOptions = {
-  attempts: 5,
+  attempts: 8,
   backoff: { type: 'exponential', delay: 1000 },
   removeOnComplete: true,
   removeOnFail: { age: 7 * 86_400, count: 1000 },
