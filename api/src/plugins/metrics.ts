@@ -1,15 +1,41 @@
 import fp from 'fastify-plugin';
 import { QueueEvents } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { QUEUE_NAME, countCancelledAmongFailed, createRedis, decodeFailure, type CofferConfig } from '@coffer/shared';
+import type { RowDataPacket } from 'mysql2/promise';
+import {
+  JOB_KINDS,
+  QUEUE_NAME,
+  countCancelledAmongFailed,
+  createRedis,
+  decodeFailure,
+  type CofferConfig,
+} from '@coffer/shared';
 import { ANY_ROLE } from '../auth/roles.js';
 
 const QUEUE_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed'] as const;
 const CLOSE_TIMEOUT_MS = 1000;
 
+/** One destination's snapshots, as a scrape reads them from the catalog. */
+interface DestinationSnapshots {
+  destination: string;
+  /** Unix seconds of its newest snapshot, deleted ones included: its last successful backup. */
+  lastSuccess: number;
+  kept: number;
+  damaged: number;
+}
+
+// One pass over the catalog in destination order (its KEY (destination, seq)), no temporary table.
+const SNAPSHOTS_BY_DESTINATION = `
+  SELECT destination,
+         UNIX_TIMESTAMP(MAX(created_at)) AS last_success,
+         SUM(deleted_at IS NULL) AS kept,
+         SUM(deleted_at IS NULL AND verify = 'damaged') AS damaged
+  FROM snapshot
+  GROUP BY destination`;
+
 /**
- * Prometheus metrics on GET /metrics: HTTP latency, queue depth by state (read
- * at scrape time), and jobs finished and bytes copied, counted from the
+ * Prometheus metrics on GET /metrics: HTTP latency, queue depth by state and snapshots per
+ * destination (read at scrape time), and jobs finished and bytes copied, counted from the
  * queue's events as this API process sees them.
  */
 export default fp<{ config: CofferConfig }>(
@@ -44,30 +70,88 @@ export default fp<{ config: CofferConfig }>(
         }
       },
     });
+
+    // The three snapshot gauges are collected together within one scrape: they share one query.
+    let reading: Promise<DestinationSnapshots[] | undefined> | undefined;
+    function snapshotsByDestination(): Promise<DestinationSnapshots[] | undefined> {
+      reading ??= app.mysql
+        .query<RowDataPacket[]>(SNAPSHOTS_BY_DESTINATION)
+        .then(([rows]) =>
+          rows.map((row) => ({
+            destination: String(row.destination),
+            lastSuccess: Number(row.last_success),
+            kept: Number(row.kept),
+            damaged: Number(row.damaged),
+          })),
+        )
+        .catch((err: unknown) => {
+          // Without MySQL the other metrics still matter; these are left out of the scrape.
+          app.log.warn({ err: (err as Error).message }, 'cannot read snapshots for metrics');
+          return undefined;
+        })
+        .finally(() => {
+          reading = undefined;
+        });
+      return reading;
+    }
+    const snapshotGauge = (name: string, help: string, value: (facts: DestinationSnapshots) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['destination'],
+        registers: [registry],
+        async collect() {
+          this.reset();
+          for (const facts of (await snapshotsByDestination()) ?? []) {
+            this.set({ destination: facts.destination }, value(facts));
+          }
+        },
+      });
+    snapshotGauge(
+      'coffer_last_success_timestamp_seconds',
+      "Unix time of the destination's newest completed backup, pruned snapshots included",
+      (facts) => facts.lastSuccess,
+    );
+    snapshotGauge('coffer_snapshots', 'Snapshots the destination keeps (not pruned)', (facts) => facts.kept);
+    snapshotGauge(
+      'coffer_snapshots_damaged',
+      'Kept snapshots of the destination whose last verify found them damaged',
+      (facts) => facts.damaged,
+    );
+
     const finished = new Counter({
       name: 'coffer_jobs_finished_total',
-      help: 'Jobs that reached a final status, as seen by this API process',
-      labelNames: ['status'],
+      help: 'Jobs that reached a final status, by kind, as seen by this API process',
+      labelNames: ['kind', 'status'],
       registers: [registry],
     });
     const copiedBytes = new Counter({
       name: 'coffer_copy_bytes_total',
-      help: 'Bytes copied into snapshots by completed jobs, as seen by this API process',
+      help: 'Bytes copied into snapshots by completed backups, as seen by this API process',
       registers: [registry],
     });
+
+    // Queue events name the job, not its kind: that is the job's name in its hash.
+    async function kindOf(jobId: string): Promise<string> {
+      const name = await app.redis.hget(app.backupQueue.toKey(jobId), 'name').catch(() => null);
+      return name !== null && (JOB_KINDS as readonly string[]).includes(name) ? name : 'unknown';
+    }
 
     // QueueEvents blocks on a stream read, so it needs a connection of its own.
     const eventsConnection = createRedis(config.redisUrl, 'worker');
     eventsConnection.on('error', (err) => app.log.debug({ err: err.message }, 'queue events connection error'));
     const events = new QueueEvents(QUEUE_NAME, { connection: eventsConnection, prefix: config.queuePrefix });
     events.on('error', (err) => app.log.warn({ err: err.message }, 'queue events error'));
-    events.on('completed', ({ returnvalue }) => {
-      finished.inc({ status: 'completed' });
-      const bytes = (returnvalue as unknown as { bytes?: unknown } | null)?.bytes;
-      if (typeof bytes === 'number') copiedBytes.inc(bytes);
+    events.on('completed', ({ jobId, returnvalue }) => {
+      void kindOf(jobId).then((kind) => {
+        finished.inc({ kind, status: 'completed' });
+        const bytes = (returnvalue as unknown as { bytes?: unknown } | null)?.bytes;
+        if (kind === 'backup' && typeof bytes === 'number') copiedBytes.inc(bytes);
+      });
     });
-    events.on('failed', ({ failedReason }) => {
-      finished.inc({ status: decodeFailure(failedReason).code === 'CANCELLED' ? 'cancelled' : 'failed' });
+    events.on('failed', ({ jobId, failedReason }) => {
+      const status = decodeFailure(failedReason).code === 'CANCELLED' ? 'cancelled' : 'failed';
+      void kindOf(jobId).then((kind) => finished.inc({ kind, status }));
     });
 
     app.addHook('onResponse', async (request, reply) => {
