@@ -52,6 +52,7 @@ const schema = {
     TLS_KEY_FILE: { type: 'string', minLength: 1 },
     LOG_LEVEL: { type: 'string', enum: LOG_LEVELS, default: 'info' },
     SCHEDULE_MIN_INTERVAL_SECONDS: { type: 'integer', minimum: 1, maximum: 31_622_400, default: 60 },
+    WORKER_METRICS_PORT: { type: 'integer', minimum: 1, maximum: 65535 },
   },
 } as const;
 
@@ -141,6 +142,8 @@ export interface CofferConfig {
   tlsKeyFile: string | undefined;
   /** The closest two runs of one schedule may be. Default 60 s. */
   scheduleMinIntervalSeconds: number;
+  /** Port a worker serves its own GET /metrics on, bound to `host`. Default unset: no metrics server. */
+  workerMetricsPort: number | undefined;
   logLevel: LogLevel;
 }
 
@@ -287,6 +290,7 @@ export function loadConfig(env: Env = process.env): CofferConfig {
     tlsKeyFile,
     logLevel: parsed.LOG_LEVEL as LogLevel,
     scheduleMinIntervalSeconds: Number(parsed.SCHEDULE_MIN_INTERVAL_SECONDS),
+    workerMetricsPort: typeof parsed.WORKER_METRICS_PORT === 'number' ? parsed.WORKER_METRICS_PORT : undefined,
   });
 }
 

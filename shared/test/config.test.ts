@@ -30,6 +30,7 @@ describe('configuration from the environment', () => {
       logLevel: 'info',
       apiAdminToken: undefined,
       scheduleMinIntervalSeconds: 60,
+      workerMetricsPort: undefined,
     });
     expect(Object.isFrozen(config)).toBe(true);
   });
@@ -97,6 +98,14 @@ describe('configuration from the environment', () => {
   it('bounds how close two runs of a schedule may be: at least a second apart', () => {
     expect(loadConfig({ SCHEDULE_MIN_INTERVAL_SECONDS: '1' }).scheduleMinIntervalSeconds).toBe(1);
     expect(problemsOf({ SCHEDULE_MIN_INTERVAL_SECONDS: '0' }).join('\n')).toMatch(/SCHEDULE_MIN_INTERVAL_SECONDS/);
+  });
+
+  it('serves worker metrics only on a valid WORKER_METRICS_PORT', () => {
+    expect(loadConfig({ WORKER_METRICS_PORT: '9464' }).workerMetricsPort).toBe(9464);
+    expect(loadConfig({ WORKER_METRICS_PORT: '' }).workerMetricsPort).toBeUndefined();
+    for (const bad of ['0', '70000', 'ninety']) {
+      expect(problemsOf({ WORKER_METRICS_PORT: bad }).join('\n')).toMatch(/WORKER_METRICS_PORT/);
+    }
   });
 
   it('lists every invalid variable by name', () => {
