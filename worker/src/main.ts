@@ -1,5 +1,6 @@
 import { migrate } from '@coffer/db';
 import { createLogger, loadConfigOrExit } from '@coffer/shared';
+import { serveWorkerMetrics, type WorkerMetrics } from './metrics.js';
 import { startWorker, type RunningWorker } from './start-worker.js';
 
 const config = loadConfigOrExit();
@@ -22,5 +23,16 @@ try {
   process.exit(1);
 }
 
-running = startWorker(config, logger);
+// Off unless WORKER_METRICS_PORT is set; a port that cannot be had stops the worker.
+let metrics: WorkerMetrics | undefined = undefined;
+if (config.workerMetricsPort !== undefined) {
+  try {
+    metrics = await serveWorkerMetrics(config.host, config.workerMetricsPort, logger);
+  } catch (err) {
+    logger.fatal({ err, port: config.workerMetricsPort }, 'cannot serve metrics on WORKER_METRICS_PORT');
+    process.exit(1);
+  }
+}
+
+running = startWorker(config, logger, { metrics });
 logger.info({ concurrency: config.workerConcurrency, backupRoot: config.backupRoot }, 'worker started');

@@ -29,6 +29,7 @@ import { backupRunner } from './jobs/backup-runner.js';
 import { pruneRunner } from './jobs/prune-runner.js';
 import { restoreRunner } from './jobs/restore-runner.js';
 import { verifyRunner } from './jobs/verify-runner.js';
+import type { WorkerMetrics } from './metrics.js';
 import { createPruneLocks } from './prune/prune-lock.js';
 
 /** After this long without a ready connection while Redis answers others, the worker is rebuilt. */
@@ -60,8 +61,14 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
   return result;
 }
 
+export interface WorkerOptions {
+  /** Counts the jobs this worker finishes; closed with the worker. Default none. */
+  metrics?: WorkerMetrics;
+}
+
 /** Starts one BullMQ worker with its log outbox, cancel listener and watchdog. */
-export function startWorker(config: CofferConfig, logger: Logger): RunningWorker {
+export function startWorker(config: CofferConfig, logger: Logger, options: WorkerOptions = {}): RunningWorker {
+  const { metrics } = options;
   const pool = createMysqlPool(config.mysql, { connectionLimit: 2, limits: config.mysqlLimits });
   // A prune holds a connection for its whole run (its destination's lock): one each, apart.
   const lockPool = createMysqlPool(config.mysql, {
@@ -94,6 +101,7 @@ export function startWorker(config: CofferConfig, logger: Logger): RunningWorker
       isCancelRequested: (jobId) => isCancelRequested(connection, config.queuePrefix, jobId),
       noteCancelled: (jobId) => noteCancelled(connection, config.queuePrefix, jobId, config.jobRetentionSeconds),
       afterCompleted: createAutoPrune({ config, retention, catalog, outbox, queue }),
+      ...(metrics ? { onFinished: (finished) => metrics.jobFinished(finished) } : {}),
     },
     {
       backup: backupRunner(config),
@@ -204,6 +212,8 @@ export function startWorker(config: CofferConfig, logger: Logger): RunningWorker
       for (const redis of [subscriber, eventsConnection, connection]) redis.disconnect();
       await lockPool.end();
       await pool.end();
+      // Last, so the final jobs' counts can still be scraped while the rest closes.
+      await metrics?.close();
     },
   };
 }

@@ -75,6 +75,18 @@ export interface LifecycleDeps {
    * a failure is only logged.
    */
   afterCompleted?: (completed: CompletedJob, logger: Logger) => Promise<void>;
+  /** Told of each job this worker brings to its final status, once its row is recorded (metrics). */
+  onFinished?: (finished: FinishedJob) => void;
+}
+
+/** A job this worker brought to its final status. */
+export interface FinishedJob {
+  kind: JobKind;
+  status: 'completed' | 'failed' | 'cancelled';
+  /** From the job's first start (earlier attempts included) to its end. */
+  durationSeconds: number;
+  /** A completed job's result. */
+  result?: JobResult;
 }
 
 /** A job whose `completed` row is recorded. */
@@ -123,7 +135,17 @@ function isKind(name: string): name is JobKind {
  * job for good (UnrecoverableError) or takes it back (WaitingError).
  */
 export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
-  const { config, outbox, logger: parentLogger, isCancelRequested, noteCancelled, afterCompleted } = deps;
+  const { config, outbox, logger: parentLogger, isCancelRequested, noteCancelled, afterCompleted, onFinished } = deps;
+
+  function finished(job: FinishedJob, logger: Logger): void {
+    try {
+      onFinished?.(job);
+    } catch (err) {
+      // Whatever watches jobs end, the job's outcome stands.
+      logger.warn({ err }, 'cannot report a finished job');
+    }
+  }
+  const secondsSince = (start: Date) => Math.max(0, (Date.now() - start.getTime()) / 1000);
 
   async function completed(job: CompletedJob, logger: Logger): Promise<void> {
     if (!afterCompleted) return;
@@ -193,6 +215,7 @@ export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
       const { result, row: completedRow } = await runner.run(attempt);
       await outbox.record([{ ...row, ...completedRow, status: 'completed' }], result);
       logger.info({ ...completedRow, catalog: undefined }, `${kind} completed`);
+      finished({ kind, status: 'completed', durationSeconds: secondsSince(attempt.startedAt), result }, logger);
       await completed({ jobId, item, result }, logger);
       return result;
     } catch (err) {
@@ -228,6 +251,7 @@ export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
       await outbox
         .record([{ ...row, ...extra, status, code: failure.code, message: failure.message }], recorded)
         .catch((logErr: unknown) => logger.error({ err: logErr }, 'cannot record the failure'));
+      if (status !== 'retrying') finished({ kind, status, durationSeconds: secondsSince(attempt.startedAt) }, logger);
       if (status === 'cancelled') {
         await noteCancelled(jobId).catch((noteErr: unknown) => logger.warn({ err: noteErr }, 'cannot note the cancel'));
       }
