@@ -2,6 +2,7 @@ import {
   BackupResultSchema,
   JOB_KINDS,
   JOB_STATUSES,
+  JobProgressSchema,
   PruneResultSchema,
   RestoreResultSchema,
   SnapshotProblemSchema,
@@ -41,16 +42,7 @@ export const jobViewSchema = {
     snapshot: { type: 'string', description: 'The snapshot a restore or verify reads' },
     target: { type: 'string', description: 'Where a restore writes' },
     attempts: { type: 'integer', description: 'Attempts started so far' },
-    progress: {
-      type: 'object',
-      properties: {
-        files: { type: 'integer' },
-        filesTotal: { type: 'integer', description: '0 until the source has been measured' },
-        bytes: { type: 'integer' },
-        bytesTotal: { type: 'integer' },
-      },
-      required: ['files', 'filesTotal', 'bytes', 'bytesTotal'],
-    },
+    progress: JobProgressSchema,
     result: {
       description: "Once completed: the kind's result (a backup's snapshot, a restore's target, a verify's totals)",
       anyOf: [BackupResultSchema, RestoreResultSchema, VerifyResultSchema, PruneResultSchema],

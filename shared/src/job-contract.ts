@@ -166,12 +166,34 @@ export const JobResultSchemas: Record<JobKind, TSchema> = {
   prune: PruneResultSchema,
 };
 
-export const JobProgressSchema = Type.Object({
-  files: Type.Integer({ minimum: 0 }),
-  filesTotal: Type.Integer({ minimum: 0 }),
-  bytes: Type.Integer({ minimum: 0 }),
-  bytesTotal: Type.Integer({ minimum: 0 }),
-});
+export const JobProgressSchema = Type.Object(
+  {
+    files: Type.Integer({ minimum: 0 }),
+    filesTotal: Type.Integer({ minimum: 0, description: '0 until the totals are known' }),
+    bytes: Type.Integer({ minimum: 0 }),
+    bytesTotal: Type.Integer({ minimum: 0 }),
+    bytesPerSecond: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'Recent throughput: bytes per second over the last few seconds' }),
+    ),
+    etaSeconds: Type.Optional(
+      Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], {
+        description: 'Seconds left at the recent throughput; null until the totals are known and bytes are moving',
+      }),
+    ),
+    current: Type.Optional(
+      Type.Union([Type.String(), Type.Null()], {
+        description:
+          'The entry being copied, restored or verified, relative to the source or snapshot, as display text ' +
+          '(bytes that are not UTF-8 become U+FFFD); null when none',
+      }),
+    ),
+  },
+  {
+    description:
+      'How far the job has come. `bytesPerSecond`, `etaSeconds` and `current` are absent from the view of a job ' +
+      'rebuilt from the log (one Redis no longer holds)',
+  },
+);
 export type JobProgress = Static<typeof JobProgressSchema>;
 
 /** One entry of a snapshot that does not match its manifest. */

@@ -270,7 +270,9 @@ describe('a successful attempt', () => {
 
     await process(job, TOKEN);
 
-    expect(calls.progress).toEqual([{ files: 0, filesTotal: 10, bytes: 0, bytesTotal: 100 }]);
+    expect(calls.progress).toEqual([
+      { files: 0, filesTotal: 10, bytes: 0, bytesTotal: 100, bytesPerSecond: 0, etaSeconds: null, current: null },
+    ]);
   });
 });
 

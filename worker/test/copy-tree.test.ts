@@ -234,6 +234,25 @@ describe('copyTree', () => {
     },
   );
 
+  it('names the entry being copied, relative to the source, also inside a big file; none once done', async () => {
+    const source = path.join(tmp, 'source');
+    await fs.mkdir(path.join(source, 'media'), { recursive: true });
+    await fs.writeFile(path.join(source, 'small.txt'), 'small\n');
+    // Written (not a hole), so copying it takes longer than a progress interval.
+    const handle = await fs.open(path.join(source, 'media', 'big.bin'), 'w');
+    const chunk = Buffer.alloc(16 * 1024 * 1024, 9);
+    for (let written = 0; written < 256 * 1024 * 1024; written += chunk.length) await handle.write(chunk);
+    await handle.close();
+    const currents: Array<string | null> = [];
+
+    await copyTree(source, path.join(tmp, 'target'), { onProgress: (_counts, current) => currents.push(current) });
+
+    const named = currents.filter((current) => current !== null);
+    expect(named).toContain('media/big.bin');
+    for (const current of named) expect(['media', 'media/big.bin', 'small.txt']).toContain(current);
+    expect(currents.at(-1)).toBeNull();
+  });
+
   it('stops before its next entry once told to stop, and throws CopyStopped', async () => {
     const source = path.join(tmp, 'many');
     await bulkTree(source, 4, 100);

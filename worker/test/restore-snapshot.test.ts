@@ -147,7 +147,7 @@ describe('restoreSnapshot into a new target', () => {
     const [rootCopy, rootSnapshot] = [await fsp.stat(target), await fsp.stat(snapshotPath)];
     expect(rootCopy.mode).toBe(rootSnapshot.mode);
     expect(Math.round(rootCopy.mtimeMs * 100)).toBe(Math.round(rootSnapshot.mtimeMs * 100));
-    expect(progress[0]).toEqual({ files: 0, filesTotal: 4, bytes: 0, bytesTotal: 26 });
+    expect(progress[0]).toEqual({ files: 0, filesTotal: 4, bytes: 0, bytesTotal: 26, current: null });
     // Nothing but the target is left beside it.
     expect(await listing(restores)).toEqual(['out']);
   });
@@ -266,6 +266,22 @@ describe('restoreSnapshot into a new target', () => {
     const restored = await fsp.stat(path.join(restores, 'out', 'hole.img'));
     expect(restored.size).toBe(3 * 1024 * 1024 * 1024);
     expect(restored.blocks).toBe(0);
+  });
+
+  it('names the entry being restored, relative to the snapshot, while inside a big file', async () => {
+    const chunk = Buffer.alloc(1024 * 1024, 5);
+    await fsp.mkdir(path.join(snapshotPath, 'media'));
+    const handle = await fsp.open(path.join(snapshotPath, 'media', 'big.bin'), 'w');
+    for (let i = 0; i < 256; i += 1) await handle.write(chunk);
+    await handle.close();
+    const progress: RestoreProgress[] = [];
+
+    await restore({ onProgress: (counts) => progress.push({ ...counts }) });
+
+    const named = progress.flatMap(({ current }) => (current === null ? [] : [current]));
+    expect(named).toContain('media/big.bin');
+    const entries = describeTree(snapshotPath).map((entry) => entry.path);
+    for (const current of named) expect(entries).toContain(current);
   });
 
   it('stops when aborted inside a big file: rejects with the reason, leaves neither target nor staging', async () => {

@@ -269,7 +269,27 @@ describe('verifySnapshot', () => {
       filesTotal: totals.files,
       bytes: totals.bytes,
       bytesTotal: totals.bytes,
+      current: null,
     });
+  });
+
+  it('names the entry being checked, relative to the snapshot, while inside a big file', async () => {
+    await fs.mkdir(path.join(snapshot, 'media'), { recursive: true });
+    await fs.writeFile(path.join(snapshot, 'small.txt'), 'small\n');
+    // 512 MiB, written (not a hole): hashing it takes longer than a progress interval.
+    const handle = await fs.open(path.join(snapshot, 'media', 'big.bin'), 'w');
+    const chunk = Buffer.alloc(16 * 1024 * 1024, 3);
+    for (let written = 0; written < 512 * 1024 * 1024; written += chunk.length) await handle.write(chunk);
+    await handle.close();
+    const manifestSha256 = await writeManifest(snapshot);
+    const seen: JobProgress[] = [];
+
+    await verifySnapshot({ snapshotPath: snapshot, manifestSha256, onProgress: (progress) => seen.push(progress) });
+
+    const named = seen.flatMap(({ current }) => (current ? [current] : []));
+    expect(named).toContain('media/big.bin');
+    for (const current of named) expect(['media', 'media/big.bin', 'small.txt']).toContain(current);
+    expect(seen.at(-1)?.current).toBeNull();
   });
 
   it('stops within a second of an abort, even inside a big file, rejecting with the reason', async () => {

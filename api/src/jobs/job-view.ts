@@ -39,14 +39,26 @@ export interface JobView {
 }
 
 const NO_PROGRESS: JobProgress = { files: 0, filesTotal: 0, bytes: 0, bytesTotal: 0 };
+/** What a job Redis holds shows when nothing moves: not started, or ended. */
+const AT_REST = { bytesPerSecond: 0, etaSeconds: null, current: null } satisfies Partial<JobProgress>;
 
 function iso(ms: number | undefined | null): string | null {
   return ms ? new Date(ms).toISOString() : null;
 }
 
-function progressOf(value: unknown): JobProgress {
-  if (value && typeof value === 'object' && 'files' in value) return { ...NO_PROGRESS, ...(value as JobProgress) };
-  return NO_PROGRESS;
+/**
+ * The progress the worker last wrote, with the live fields always present (progress written
+ * before they existed has none); a job that has ended moves no more and is in no entry.
+ */
+function progressOf(value: unknown, ended: boolean): JobProgress {
+  if (!value || typeof value !== 'object' || !('files' in value)) return { ...NO_PROGRESS, ...AT_REST };
+  const { files, filesTotal, bytes, bytesTotal, bytesPerSecond, etaSeconds, current } = {
+    ...NO_PROGRESS,
+    ...AT_REST,
+    ...(value as JobProgress),
+  };
+  const counts = { files, filesTotal, bytes, bytesTotal };
+  return ended ? { ...counts, ...AT_REST } : { ...counts, bytesPerSecond, etaSeconds, current };
 }
 
 function finalProgress(result: { files: number; bytes: number }): JobProgress {
@@ -69,7 +81,7 @@ export function viewFromQueueJob(
     ...defined({ source: data.source, snapshot: data.snapshot, target: data.target }),
     destination: data.destination,
     attempts: job.attemptsStarted,
-    progress: progressOf(job.progress),
+    progress: progressOf(job.progress, isTerminal(status)),
     createdAt: new Date(job.timestamp).toISOString(),
     startedAt: iso(job.processedOn),
     finishedAt: isTerminal(status) ? iso(job.finishedOn) : null,
@@ -78,7 +90,7 @@ export function viewFromQueueJob(
   };
   if (status === 'completed' && job.returnvalue) {
     view.result = job.returnvalue;
-    if ('files' in job.returnvalue) view.progress = finalProgress(job.returnvalue);
+    if ('files' in job.returnvalue) view.progress = { ...finalProgress(job.returnvalue), ...AT_REST };
   }
   if ((status === 'failed' || status === 'cancelled') && failure) view.error = failure;
   return view;
@@ -108,6 +120,7 @@ export function viewFromLog(rows: readonly LogRow[]): JobView | null {
     ),
     destination: queued.destination ?? '',
     attempts: rows.filter((row) => row.status === 'active').length,
+    // The log keeps no live progress: the rate, ETA and entry in flight are left out, not made up.
     progress: NO_PROGRESS,
     createdAt: queued.date.toISOString(),
     startedAt: started ? started.date.toISOString() : null,

@@ -30,11 +30,12 @@ function run(task: ThreadTask): ThreadMessage {
       return { type: 'done', value: assembleManifestSync(task.assembly, shouldStop) };
     }
     let lastReport = performance.now();
-    const onEntry = (counts: Readonly<CopyCounts>) => {
+    const onEntry = (counts: Readonly<CopyCounts>, current: () => string | null) => {
       const now = performance.now();
       if (now - lastReport < PROGRESS_INTERVAL_MS) return;
       lastReport = now;
-      port?.postMessage({ type: 'progress', counts: { ...counts } } satisfies ThreadMessage);
+      // The entry's name is decoded only here, with the throttled message, never per file.
+      port?.postMessage({ type: 'progress', counts: { ...counts }, current: current() } satisfies ThreadMessage);
     };
     const delegation: Delegation = {
       reserve: () => {

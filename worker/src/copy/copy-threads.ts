@@ -9,8 +9,11 @@ import { STOP, discardTask, type ThreadMessage, type ThreadTask } from './thread
 export interface RunOptions {
   /** Aborting stops the task (and every task sharing its state) at its next entry; the call then rejects with `signal.reason`. */
   signal?: AbortSignal;
-  /** Called with the running counts of a copy, at most every 50 ms. A throw stops the task and is the rejection. */
-  onProgress?: (counts: Readonly<CopyCounts>) => void;
+  /**
+   * Called with the running counts of a copy and the entry in flight (relative to the source,
+   * display text), at most every 50 ms. A throw stops the task and is the rejection.
+   */
+  onProgress?: (counts: Readonly<CopyCounts>, current: string | null) => void;
   /** Called when the task hands a folder over; the caller runs it as a task of its own. */
   onDelegate?: (subtree: Subtree) => void;
 }
@@ -102,7 +105,7 @@ class PooledThread {
             case 'progress':
               if (failure || signal?.aborted) return;
               try {
-                onProgress?.(message.counts);
+                onProgress?.(message.counts, message.current);
               } catch (error) {
                 failure = { error };
                 requestStop();

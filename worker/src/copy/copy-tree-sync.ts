@@ -82,8 +82,12 @@ export interface SyncCopyOptions {
   previous?: string;
   /** Checked before each entry; once it returns true the copy throws `CopyStopped`. Default: never. */
   shouldStop?: () => boolean;
-  /** Called after each file, link, directory or skipped entry, with the running counts (not a copy). */
-  onEntry?: (counts: Readonly<CopyCounts>) => void;
+  /**
+   * Called after each file, link, directory or skipped entry, and between the chunks of a large
+   * file, with the running counts (not a copy) and a function naming the entry in flight (or
+   * just done) relative to the source, as display text: called only when wanted, it decodes then.
+   */
+  onEntry?: (counts: Readonly<CopyCounts>, current: () => string | null) => void;
   /** Hands subfolders to other threads while some are free. Default: everything on this thread. */
   delegation?: Delegation;
   /**
@@ -197,7 +201,12 @@ class SyncTreeCopier {
   readonly #target: string;
   readonly #previous: string | undefined;
   readonly #shouldStop: () => boolean;
-  readonly #onEntry: (counts: Readonly<CopyCounts>) => void;
+  readonly #onEntry: (counts: Readonly<CopyCounts>, current: () => string | null) => void;
+  /** The entry in flight: its folder (relative to the source) and name, kept apart so nothing is built per entry. */
+  #currentFolder: Buffer = Buffer.alloc(0);
+  #currentName: Buffer | undefined;
+  readonly #current = (): string | null =>
+    this.#currentName === undefined ? null : childPath(this.#currentFolder, this.#currentName).toString();
   readonly #delegation: Delegation | undefined;
   readonly #links: LinkRegistry;
   readonly #keepOwners = keepsOwners();
@@ -215,7 +224,7 @@ class SyncTreeCopier {
   readonly #betweenChunks: BetweenChunks = (done) => {
     this.#checkStop();
     this.#counts.bytes = this.#bytesBeforeFile + done;
-    this.#onEntry(this.#counts);
+    this.#onEntry(this.#counts, this.#current);
   };
 
   constructor(source: string, target: string, options: SyncCopyOptions) {
@@ -291,6 +300,7 @@ class SyncTreeCopier {
     const inode = inodeOf(stats, () => fs.fstatSync(fd, { bigint: true }));
     // Its path in the copy is its name.
     const relative = Buffer.from(name);
+    this.#currentName = relative;
     const previousFile = previous && entryPath(previous.prefix, relative);
     if (!this.#linkWithoutCopy(stats, inode, to, previousFile, relative))
       this.#writeFile(fd, stats, inode, to, relative);
@@ -303,7 +313,7 @@ class SyncTreeCopier {
     this.#fill(folder);
     this.#finishDirectory(target, stats, folder.relative);
     this.#counts.dirs += 1;
-    this.#onEntry(this.#counts);
+    this.#onEntry(this.#counts, this.#current);
     return this.#report();
   }
 
@@ -341,6 +351,8 @@ class SyncTreeCopier {
 
   #visit(entry: Dirent<Buffer>, folder: Folder): void {
     const { name } = entry;
+    this.#currentFolder = folder.relative;
+    this.#currentName = name;
     // Before anything else, so an excluded folder is never opened; and an excluded FIFO counts
     // as excluded, not skipped. A listing without kinds is matched once lstat has told.
     if (this.#exclude !== undefined && hasKind(entry) && this.#excludes(folder, name, entry.isDirectory())) return;
@@ -410,8 +422,11 @@ class SyncTreeCopier {
     }
     this.#fill(child);
     this.#finishDirectory(to, stats, child.relative);
+    // The folder itself is the entry just done, not the last one inside it.
+    this.#currentFolder = folder.relative;
+    this.#currentName = name;
     this.#counts.dirs += 1;
-    this.#onEntry(this.#counts);
+    this.#onEntry(this.#counts, this.#current);
   }
 
   /** A regular file, as the listing said. */
@@ -587,7 +602,7 @@ class SyncTreeCopier {
     fs.lutimesSync(to, seconds(stats.atimeMs), seconds(stats.mtimeMs));
     this.#manifest?.add(linkLine(childPath(folder.relative, name), fs.lstatSync(to), linkTarget));
     this.#counts.links += 1;
-    this.#onEntry(this.#counts);
+    this.#onEntry(this.#counts, this.#current);
   }
 
   /**
@@ -654,12 +669,12 @@ class SyncTreeCopier {
   #countFile(stats: Stats): void {
     this.#counts.files += 1;
     this.#counts.bytes += stats.size;
-    this.#onEntry(this.#counts);
+    this.#onEntry(this.#counts, this.#current);
   }
 
   #skip(): void {
     this.#counts.skipped += 1;
-    this.#onEntry(this.#counts);
+    this.#onEntry(this.#counts, this.#current);
   }
 
   #warn(folder: Folder, name: Buffer, code: CopyWarning['code']): void {

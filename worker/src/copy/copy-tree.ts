@@ -30,10 +30,12 @@ export interface CopyOptions {
   /** Aborting stops the copy at its next entry or chunk of a file, and rejects with `signal.reason`. */
   signal?: AbortSignal;
   /**
-   * Called with the running counts as the copy advances (at most every 50 ms) and once more
-   * with the final counts before the copy resolves. A throw stops the copy and is its rejection.
+   * Called with the running counts as the copy advances (at most every 50 ms per thread), with
+   * `current` the entry one of its threads has in flight (or just did), relative to the source
+   * as display text; and once more with the final counts and `current` null before the copy
+   * resolves. A throw stops the copy and is its rejection.
    */
-  onProgress?: (counts: Readonly<CopyCounts>) => void;
+  onProgress?: (counts: Readonly<CopyCounts>, current: string | null) => void;
   /**
    * Worker threads one copy uses (each walks and copies with synchronous calls, which cost
    * less per file than concurrent async copies). Default: one per core.
@@ -180,11 +182,11 @@ async function copyOnThreads(
   const start = (task: ThreadTask, id: number) => {
     const work = runOnThread<CopyReport>(task, {
       signal,
-      onProgress: (counts) => {
+      onProgress: (counts, current) => {
         live.set(id, counts);
         if (!failure && onProgress) {
           try {
-            onProgress(sum([...live.values()]));
+            onProgress(sum([...live.values()]), current);
           } catch (error) {
             stopAll(error);
           }
@@ -217,7 +219,7 @@ async function copyOnThreads(
   if (failure) throw failure.error;
   const counts = sum(reports);
   // A copy aborted by its last progress report does not count as finished.
-  onProgress?.(counts);
+  onProgress?.(counts, null);
   signal?.throwIfAborted();
   const excluded =
     exclude === undefined ? {} : { excluded: reports.reduce((total, { excluded = 0 }) => total + excluded, 0) };

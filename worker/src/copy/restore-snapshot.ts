@@ -135,6 +135,8 @@ class RestoreRun {
   readonly #counts: PartProgress[] = [];
   readonly #stopFlag: Int32Array;
   #totals = { filesTotal: 0, bytesTotal: 0 };
+  /** The entry the latest progress message named. */
+  #current: string | null = null;
   /** The first reason the restore ends early: a failure, a throw of `onProgress`. */
   #failure: { error: unknown } | undefined;
 
@@ -230,8 +232,9 @@ class RestoreRun {
   #startThread(): RestoreThread {
     const part = this.#threads.length;
     this.#counts.push({ files: 0, bytes: 0 });
-    const thread = new RestoreThread((progress) => {
+    const thread = new RestoreThread((progress, current) => {
       this.#counts[part] = progress;
+      this.#current = current;
       this.#report();
     });
     this.#threads.push(thread);
@@ -243,7 +246,7 @@ class RestoreRun {
     const files = this.#counts.reduce((sum, counts) => sum + counts.files, 0);
     const bytes = this.#counts.reduce((sum, counts) => sum + counts.bytes, 0);
     try {
-      this.#onProgress({ files, bytes, ...this.#totals });
+      this.#onProgress({ files, bytes, ...this.#totals, current: this.#current });
     } catch (error) {
       this.#failure = { error };
       Atomics.store(this.#stopFlag, STOP_FLAG, 1);
@@ -270,9 +273,9 @@ class RestoreThread {
   #settled: Promise<unknown> = Promise.resolve();
   #alive = true;
 
-  constructor(onProgress: (progress: PartProgress) => void) {
+  constructor(onProgress: (progress: PartProgress, current: string | null) => void) {
     this.#worker.on('message', (message: RestoreMessage) => {
-      if (message.type === 'progress') onProgress(message.progress);
+      if (message.type === 'progress') onProgress(message.progress, message.current);
       else this.#end(message);
     });
     this.#worker.on('error', (error) => {

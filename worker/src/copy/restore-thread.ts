@@ -61,6 +61,8 @@ export interface RestoreProgress {
   filesTotal: number;
   bytes: number;
   bytesTotal: number;
+  /** The entry a thread has in flight (or just restored), relative to the snapshot, as display text; null when none. */
+  current: string | null;
 }
 
 /** The files and bytes one thread has written. */
@@ -75,7 +77,9 @@ export interface StepResult {
 
 /** What a thread posts; exactly one `done`, `stopped` or `failed` ends each step. */
 export type RestoreMessage =
-  { type: 'progress'; progress: PartProgress } | { type: 'done'; result: StepResult } | Unfinished;
+  | { type: 'progress'; progress: PartProgress; current: string | null }
+  | { type: 'done'; result: StepResult }
+  | Unfinished;
 
 // Progress is posted at most this often; within a big file it moves every chunk.
 const PROGRESS_INTERVAL_MS = 100;
@@ -286,7 +290,8 @@ function damaged(snapshotPath: string, relative: Buffer, problem: FailureProblem
 
 interface Hooks {
   shouldStop: () => boolean;
-  onProgress: (progress: Readonly<PartProgress>) => void;
+  /** `current`: the entry in flight (or just restored), relative to the snapshot, as display text. */
+  onProgress: (progress: Readonly<PartProgress>, current: string | null) => void;
 }
 
 function targetExists(target: string): JobFailure {
@@ -337,6 +342,8 @@ class SyncRestorer {
   readonly #now = Date.now() / 1000;
   readonly #created = new Set<number>();
   #lastReport = 0;
+  /** The leaf in flight (or just restored): decoded for display only when progress is posted. */
+  #current: PlannedLeaf | undefined;
 
   constructor(task: RestoreTask, plan: Plan, hooks: Hooks) {
     this.#task = task;
@@ -445,6 +452,7 @@ class SyncRestorer {
       this.#prepareExisting(folder, to);
       for (const leaf of folder.leaves) {
         this.#checkStop();
+        this.#current = leaf;
         try {
           if (leaf.entry.type === 'file') this.#restoreFile(leaf, fromPrefix, toPrefix);
           else this.#restoreLink(leaf, fromPrefix, toPrefix);
@@ -670,7 +678,7 @@ class SyncRestorer {
     const now = performance.now();
     if (now - this.#lastReport < PROGRESS_INTERVAL_MS) return;
     this.#lastReport = now;
-    this.#hooks.onProgress(this.progress);
+    this.#hooks.onProgress(this.progress, this.#current?.relative.toString() ?? null);
   }
 
   #checkStop(): void {
@@ -732,7 +740,7 @@ export class RestoreSteps {
       const plan = planRestore(entries, task.paths, task.snapshotPath);
       this.#restorer = new SyncRestorer(task, plan, {
         shouldStop: () => Atomics.load(state, STOP_FLAG) !== 0,
-        onProgress: (progress) => this.#post({ type: 'progress', progress: { ...progress } }),
+        onProgress: (progress, current) => this.#post({ type: 'progress', progress: { ...progress }, current }),
       });
       return { totals: { filesTotal: plan.filesTotal, bytesTotal: plan.bytesTotal } };
     }

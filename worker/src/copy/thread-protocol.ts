@@ -53,7 +53,8 @@ export function sharedState(): SharedArrayBuffer {
 
 /** What a thread posts back while it runs a task; exactly one `done`, `stopped` or `failed` ends it. */
 export type ThreadMessage =
-  | { type: 'progress'; counts: CopyCounts }
+  /** `current`: the entry in flight (or just done), relative to the copy's source, as display text. */
+  | { type: 'progress'; counts: CopyCounts; current: string | null }
   | { type: 'delegate'; subtree: Subtree }
   | { type: 'done'; value: CopyReport | TreeSize | string }
   | Unfinished;

@@ -16,7 +16,11 @@ export interface VerifyRequest {
   manifestSha256: string;
   /** Aborting stops the check within a second, even inside a huge file; the call then rejects with `signal.reason`. */
   signal?: AbortSignal;
-  /** Called with the running counts at least every 250 ms; the totals come from the manifest. A throw stops the check and is the rejection. */
+  /**
+   * Called with the running counts at least every 250 ms; the totals come from the manifest, and
+   * `current` names the entry a thread has in flight (or just checked), relative to the snapshot
+   * as display text (null in the last call). A throw stops the check and is the rejection.
+   */
   onProgress?: (progress: JobProgress) => void;
 }
 
@@ -156,13 +160,13 @@ class ProgressSum {
     const parts = this.#latest.filter((latest) => latest !== undefined);
     if (parts.length < this.#latest.length) return;
     this.#lastReport = now;
-    this.#report(sum(parts));
+    this.#report({ ...sum(parts), current: progress.current ?? null });
   }
 
   /** The last report, with the final counts, once the threads have ended: a throw is the rejection. */
   finish({ files, bytes }: Pick<JobProgress, 'files' | 'bytes'>): void {
     const parts = this.#latest.filter((latest) => latest !== undefined);
-    this.#onProgress?.({ ...sum(parts), files, bytes });
+    this.#onProgress?.({ ...sum(parts), files, bytes, current: null });
   }
 
   #report(progress: JobProgress): void {

@@ -80,6 +80,8 @@ class SnapshotVerifier {
   readonly #post: (message: VerifyMessage) => void;
   readonly #chunk = Buffer.allocUnsafe(CHUNK_SIZE);
   #lastReport = performance.now();
+  /** The key of the entry in flight (or just checked), decoded for display only when progress is posted. */
+  #currentKey: string | undefined;
 
   constructor(task: VerifyTask, entries: ManifestEntry[], post: (message: VerifyMessage) => void) {
     this.#part = task.part;
@@ -105,6 +107,7 @@ class SnapshotVerifier {
   run(snapshotPath: string): Omit<VerifyReport, 'durationMs'> {
     this.#reportProgress();
     this.#checkFolderEntries(openSnapshotRoot(snapshotPath), '');
+    this.#currentKey = undefined;
     // What the walk did not meet.
     for (const entry of this.#expected.values()) this.#addProblem(displayedPath(entry), 'missing');
     this.#reportProgress();
@@ -148,6 +151,7 @@ class SnapshotVerifier {
       return;
     }
     this.#expected.delete(key);
+    this.#currentKey = key;
     const at = paths.of(dirent.name);
     try {
       const type = typeOf(dirent, at);
@@ -263,7 +267,10 @@ class SnapshotVerifier {
 
   #reportProgress(): void {
     this.#lastReport = performance.now();
-    this.#post({ type: 'progress', progress: { ...this.#progress } });
+    const key = this.#currentKey;
+    // Keys hold a path's bytes as latin1: decoded as UTF-8 for display, as manifests show paths.
+    const current = key === undefined ? null : Buffer.from(key, 'latin1').toString();
+    this.#post({ type: 'progress', progress: { ...this.#progress, current } });
   }
 }
 

@@ -32,7 +32,7 @@ export function backupRunner(config: BackupConfig): KindRunner<'backup'> {
         threads: config.copyConcurrency,
         exclude,
         signal,
-        onProgress: (counts) => progress.advanced(counts.files, counts.bytes),
+        onProgress: (counts, current) => progress.advanced(counts.files, counts.bytes, current),
       });
       const { path, files, bytes, durationMs, dirs, links, skipped, filesLinked, bytesLinked, warnings } = snapshot;
       const { manifestSha256, excluded } = snapshot;
