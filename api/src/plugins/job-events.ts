@@ -1,0 +1,150 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { QueueEvents } from 'bullmq';
+import fp from 'fastify-plugin';
+import { QUEUE_NAME, createRedis, isTerminal, type CofferConfig, type LogRow } from '@coffer/shared';
+import { createJobLookup } from '../jobs/job-lookup.js';
+import type { JobView } from '../jobs/job-view.js';
+
+/** What one job did, as the hub tells every stream. */
+export type JobEvent =
+  /** The progress the worker last wrote to the BullMQ job. */
+  | { type: 'progress'; jobId: string; progress: unknown }
+  /** The job's log (every row, oldest first) after a transition, and its view then (null if none). */
+  | { type: 'log'; jobId: string; history: readonly LogRow[]; view: JobView | null };
+
+export interface JobEventListener {
+  onEvent(event: JobEvent): void;
+  /** Ends the listener's stream: the app is closing. */
+  close(): void;
+}
+
+export interface JobEventHub {
+  /** Calls `listener` for every job event until the returned function is called. */
+  subscribe(listener: JobEventListener): () => void;
+  /** How many listeners are subscribed. */
+  readonly listeners: number;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    jobEvents: JobEventHub;
+  }
+}
+
+/** The rows a transition of each BullMQ event leads to; the worker writes them shortly after (or before). */
+const EXPECTED: Readonly<Record<string, readonly string[]>> = {
+  active: ['active'],
+  completed: ['completed'],
+  failed: ['failed', 'cancelled', 'retrying'],
+  waiting: ['queued', 'retrying'],
+  delayed: ['retrying'],
+  removed: ['cancelled'],
+};
+/** How long a BullMQ event waits for its log row before the log is fanned out as it is. */
+const ROW_WAIT_MS = 5000;
+const ROW_POLL_MS = 100;
+const CLOSE_WAIT_MS = 1000;
+
+/** Job status rows of the log; `queued` is where a job starts, not a transition. */
+export function isTransition(row: LogRow): boolean {
+  return row.jobId !== null && ['active', 'retrying', 'completed', 'failed', 'cancelled'].includes(row.status);
+}
+
+/**
+ * One BullMQ `QueueEvents` subscription per API process (so any replica streams any worker's
+ * jobs), fanned out to the event streams. A transition is told with the job's log, since log
+ * row ids are what a client resumes from: each BullMQ event makes the hub read the job's log
+ * (waiting briefly for the row the event implies) once for every stream.
+ */
+export default fp<{ config: CofferConfig }>(
+  async (app, { config }) => {
+    const connection = createRedis(config.redisUrl, 'worker');
+    connection.on('error', (err) => app.log.debug({ err: err.message }, 'queue events connection error'));
+    const queueEvents = new QueueEvents(QUEUE_NAME, { connection, prefix: config.queuePrefix });
+    queueEvents.on('error', (err) => app.log.warn({ err: err.message }, 'queue events error'));
+    const lookup = createJobLookup(app.backupQueue, app.logStore);
+    const listeners = new Set<JobEventListener>();
+    // Jobs whose log is being read, with the statuses of events that came meanwhile.
+    const reading = new Map<string, string[]>();
+    let closing = false;
+
+    function fanOut(event: JobEvent): void {
+      for (const listener of [...listeners]) {
+        try {
+          listener.onEvent(event);
+        } catch (err) {
+          app.log.error({ err, jobId: event.jobId }, 'job event listener failed');
+        }
+      }
+    }
+
+    async function readLog(jobId: string, expected: readonly string[]): Promise<void> {
+      const deadline = Date.now() + ROW_WAIT_MS;
+      let history: LogRow[] = [];
+      while (!closing) {
+        history = await app.logStore.history(jobId);
+        const last = history.filter(isTransition).at(-1);
+        const settled = expected.length === 0 || (last && (isTerminal(last.status) || expected.includes(last.status)));
+        if (settled || Date.now() > deadline) break;
+        await sleep(ROW_POLL_MS);
+      }
+      if (closing) return;
+      const view = await lookup.get(jobId).catch(() => null);
+      fanOut({ type: 'log', jobId, history, view });
+    }
+
+    function transitioned(jobId: string, eventName: string): void {
+      if (listeners.size === 0 || closing) return;
+      const expected = EXPECTED[eventName] ?? [];
+      const waiting = reading.get(jobId);
+      if (waiting) {
+        waiting.push(...expected);
+        return;
+      }
+      reading.set(jobId, []);
+      void (async () => {
+        let next: readonly string[] | undefined = expected;
+        while (next) {
+          await readLog(jobId, next).catch((err: unknown) =>
+            app.log.warn({ err, jobId }, 'cannot read the log of a job for its event streams'),
+          );
+          const more = reading.get(jobId) ?? [];
+          next = more.length > 0 && !closing ? more : undefined;
+          reading.set(jobId, []);
+        }
+        reading.delete(jobId);
+      })();
+    }
+
+    for (const eventName of Object.keys(EXPECTED)) {
+      queueEvents.on(eventName as 'active', ({ jobId }: { jobId: string }) => transitioned(jobId, eventName));
+    }
+    queueEvents.on('progress', ({ jobId, data }) => {
+      if (listeners.size > 0) fanOut({ type: 'progress', jobId, progress: data });
+    });
+
+    app.decorate<JobEventHub>('jobEvents', {
+      subscribe(listener) {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
+      get listeners() {
+        return listeners.size;
+      },
+    });
+
+    // Open streams would hold the server's close forever: end them first.
+    app.addHook('preClose', async () => {
+      closing = true;
+      for (const listener of [...listeners]) listener.close();
+      listeners.clear();
+    });
+    app.addHook('onClose', async () => {
+      // BullMQ's close waits for a first connection that a Redis away at start never gave: bounded.
+      const closed = queueEvents.close().catch((err: unknown) => app.log.warn({ err }, 'cannot close queue events'));
+      await Promise.race([closed, sleep(CLOSE_WAIT_MS, undefined, { ref: false })]);
+      connection.disconnect();
+    });
+  },
+  { name: 'job-events', dependencies: ['queue', 'log-store'] },
+);
