@@ -12,7 +12,7 @@ export default defineConfig({
   resolve: { conditions },
   ssr: { resolve: { conditions: ssrConditions, externalConditions: ssrConditions } },
   test: {
-    include: ['{shared,db,api,worker}/test/**/*.test.ts', 'test/**/*.test.ts'],
+    include: ['{shared,db,api,worker,cli}/test/**/*.test.ts', 'test/**/*.test.ts'],
     // Integration tests share one Redis and one MariaDB; files run one at a time
     // so timing-sensitive worker tests do not fight for the two cores.
     fileParallelism: false,
