@@ -15,3 +15,4 @@ export * from './snapshot-catalog.js';
 export * from './retention-policy.js';
 export * from './retention-store.js';
 export * from './queue-with-history.js';
+export * from './settles-within.js';

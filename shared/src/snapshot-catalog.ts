@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Pool, PoolConnection, RowDataPacket } from 'mysql2/promise';
 import { TERMINAL_STATUSES } from './job.js';
 
@@ -52,6 +53,9 @@ export interface SnapshotQuery {
   cursor?: number;
   limit: number;
 }
+
+/** How often `until` looks at the catalog again. */
+const CATALOG_POLL_MS = 25;
 
 const INSERT_SNAPSHOT =
   'INSERT INTO snapshot (id, destination, source, path, created_at, files, bytes, files_linked, bytes_linked,' +
@@ -123,13 +127,15 @@ function toRecord(raw: RowDataPacket): SnapshotRecord {
 
 /** The `snapshot` table: written with the log (applyCatalogChanges), read by the API and workers. */
 export function createSnapshotCatalog(pool: Pool) {
+  /** One snapshot, deleted or not; null when the catalog has none with this id. */
+  async function get(id: string): Promise<SnapshotRecord | null> {
+    const [rows] = await pool.execute<RowDataPacket[]>('SELECT * FROM snapshot WHERE id = ?', [id]);
+    const row = rows[0];
+    return row ? toRecord(row) : null;
+  }
+
   return {
-    /** One snapshot, deleted or not; null when the catalog has none with this id. */
-    async get(id: string): Promise<SnapshotRecord | null> {
-      const [rows] = await pool.execute<RowDataPacket[]>('SELECT * FROM snapshot WHERE id = ?', [id]);
-      const row = rows[0];
-      return row ? toRecord(row) : null;
-    },
+    get,
 
     /**
      * Snapshots, newest first (the order they were recorded in, which is the order their
@@ -158,6 +164,21 @@ export function createSnapshotCatalog(pool: Pool) {
       const items = rows.slice(0, filter.limit).map(toRecord);
       const last = items.at(-1);
       return { items, nextCursor: rows.length > filter.limit && last ? last.seq : null };
+    },
+
+    /**
+     * Waits, at most `timeoutMs`, until the catalog shows snapshot `id` recorded (or deleted):
+     * a worker's rows reach MySQL through the log outbox a moment after it recorded them.
+     * False when the deadline passed first.
+     */
+    async until(id: string, shows: 'recorded' | 'deleted', timeoutMs: number): Promise<boolean> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const record = await get(id);
+        if (record !== null && (shows === 'recorded' || record.deletedAt !== null)) return true;
+        if (Date.now() > deadline) return false;
+        await delay(CATALOG_POLL_MS);
+      }
     },
 
     /**

@@ -280,6 +280,18 @@ describe('the snapshot catalog, read', () => {
   });
 });
 
+describe('waiting for the catalog', () => {
+  it('tells when a snapshot is recorded, or deleted, and gives up at its deadline', async () => {
+    const id = randomUUID();
+    expect(await catalog.until(id, 'recorded', 50)).toBe(false);
+    await log.append(completedBackup(facts(id)));
+    expect(await catalog.until(id, 'recorded', 50)).toBe(true);
+    expect(await catalog.until(id, 'deleted', 50)).toBe(false);
+    await log.append(removedRow(randomUUID(), id, '2026-12-06T00:00:00.000Z'));
+    expect(await catalog.until(id, 'deleted', 50)).toBe(true);
+  });
+});
+
 function pruneRow(jobId: string, snapshotId: string | null) {
   return { action: 'prune', parameter: 'd', jobId, attempt: 1, worker: 'test', destination: 'd', snapshotId } as const;
 }

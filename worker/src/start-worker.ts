@@ -13,6 +13,7 @@ import {
   isCancelRequested,
   jobLogRow,
   noteCancelled,
+  settlesWithin,
   type CofferConfig,
   type JobItem,
   type JobResult,
@@ -45,20 +46,6 @@ export interface RunningWorker {
   readonly worker: Worker<JobItem['data'], JobResult, string>;
   /** Stops taking jobs, lets running ones finish for `timeoutMs`, hands back the rest, closes everything. */
   close(timeoutMs?: number): Promise<void>;
-}
-
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  const settled = promise.then(
-    () => true as const,
-    () => true as const,
-  );
-  const result = await Promise.race([settled, timeout]);
-  clearTimeout(timer);
-  return result;
 }
 
 export interface WorkerOptions {

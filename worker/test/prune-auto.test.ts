@@ -31,8 +31,8 @@ function fakes(options: { policy?: StoredRetention | null; policyFails?: boolean
       },
     },
     catalog: {
-      async get() {
-        return {} as never;
+      async until() {
+        return true;
       },
     },
     outbox: {

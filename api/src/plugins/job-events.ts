@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QueueEvents } from 'bullmq';
 import fp from 'fastify-plugin';
-import { QUEUE_NAME, createRedis, isTerminal, type CofferConfig, type LogRow } from '@coffer/shared';
+import { QUEUE_NAME, createRedis, isTerminal, settlesWithin, type CofferConfig, type LogRow } from '@coffer/shared';
 import { createJobLookup } from '../jobs/job-lookup.js';
 import type { JobView } from '../jobs/job-view.js';
 
@@ -142,7 +142,7 @@ export default fp<{ config: CofferConfig }>(
     app.addHook('onClose', async () => {
       // BullMQ's close waits for a first connection that a Redis away at start never gave: bounded.
       const closed = queueEvents.close().catch((err: unknown) => app.log.warn({ err }, 'cannot close queue events'));
-      await Promise.race([closed, sleep(CLOSE_WAIT_MS, undefined, { ref: false })]);
+      await settlesWithin(closed, CLOSE_WAIT_MS);
       connection.disconnect();
     });
   },

@@ -8,6 +8,7 @@ import {
   countCancelledAmongFailed,
   createRedis,
   decodeFailure,
+  settlesWithin,
   type CofferConfig,
 } from '@coffer/shared';
 import { ANY_ROLE } from '../auth/roles.js';
@@ -182,12 +183,7 @@ export default fp<{ config: CofferConfig }>(
 
     app.addHook('onClose', async () => {
       // close() never settles if the connection never became ready (Redis down since start).
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);
-      });
-      await Promise.race([events.close().catch(() => undefined), timeout]);
-      clearTimeout(timer);
+      await settlesWithin(events.close(), CLOSE_TIMEOUT_MS);
       eventsConnection.disconnect();
     });
   },

@@ -1,7 +1,7 @@
 import { Worker, type Job } from 'bullmq';
 import fp from 'fastify-plugin';
 import type { Redis } from 'ioredis';
-import { createRedis, type CofferConfig } from '@coffer/shared';
+import { createRedis, settlesWithin, type CofferConfig } from '@coffer/shared';
 import { prepareBackup } from '../jobs/backup-request.js';
 import { createScheduleDispatcher } from '../schedules/schedule-dispatch.js';
 import {
@@ -38,17 +38,6 @@ const RETRY_MS = 5000;
 const WAIT_MS = 5000;
 /** How long a route waits for Redis to take a schedule before leaving it to the next reinstallation. */
 const ROUTE_WAIT_MS = 2000;
-
-async function settlesWithin(work: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    work.catch(() => undefined),
-    new Promise((resolve) => {
-      timer = setTimeout(resolve, ms);
-    }),
-  ]);
-  clearTimeout(timer);
-}
 
 /**
  * Schedules in Redis, and their runs. MySQL holds the schedules; Redis holds one BullMQ job

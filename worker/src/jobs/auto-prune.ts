@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import {
   queueWithHistory,
@@ -16,12 +15,11 @@ import type { CompletedJob } from './attempt-lifecycle.js';
 // The backup's snapshot reaches the catalog through the log outbox, a moment after its
 // `completed` row is recorded: the prune waits that long, so that it counts the snapshot.
 const CATALOG_WAIT_MS = 10_000;
-const CATALOG_POLL_MS = 25;
 
 export interface AutoPruneDeps {
   config: Pick<CofferConfig, 'instanceName'>;
   retention: Pick<RetentionStore, 'get'>;
-  catalog: Pick<SnapshotCatalog, 'get'>;
+  catalog: Pick<SnapshotCatalog, 'until'>;
   outbox: Pick<LogOutbox, 'record'>;
   queue: Pick<BackupQueue, 'add'>;
 }
@@ -45,16 +43,6 @@ export function autoPruneJobId(backupJobId: string): string {
  * lists the backup's snapshot, so that the policy counts it.
  */
 export function createAutoPrune({ config, retention, catalog, outbox, queue }: AutoPruneDeps) {
-  /** False when the snapshot is not in the catalog within CATALOG_WAIT_MS. */
-  async function catalogued(snapshotId: string): Promise<boolean> {
-    const deadline = Date.now() + CATALOG_WAIT_MS;
-    while ((await catalog.get(snapshotId)) === null) {
-      if (Date.now() > deadline) return false;
-      await delay(CATALOG_POLL_MS);
-    }
-    return true;
-  }
-
   return async function afterCompleted({ jobId, item }: CompletedJob, logger: Logger): Promise<void> {
     if (item.name !== 'backup') return;
     const { destination, actor } = item.data;
@@ -66,7 +54,7 @@ export function createAutoPrune({ config, retention, catalog, outbox, queue }: A
       return;
     }
     if (stored === null) return;
-    if (!(await catalogued(jobId))) {
+    if (!(await catalog.until(jobId, 'recorded', CATALOG_WAIT_MS))) {
       logger.warn({ destination }, 'the snapshot is not in the catalog yet; the prune will not count it');
     }
 

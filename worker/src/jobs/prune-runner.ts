@@ -1,6 +1,5 @@
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { setTimeout as delay } from 'node:timers/promises';
 import {
   JobFailure,
   checkDestination,
@@ -35,13 +34,12 @@ const PAGE_SIZE = 1000;
 const DELETIONS_IN_FLIGHT = 4;
 /** How long the end of a prune waits for the catalog to show its removals (the log outbox moves them there). */
 const CATALOG_CATCH_UP_MS = 10_000;
-const CATALOG_POLL_MS = 25;
 /** How many refused snapshots a failure names. */
 const NAMED_IN_MESSAGE = 3;
 
 export interface PruneDeps {
   config: Pick<CofferConfig, 'backupRoot' | 'instanceName'>;
-  catalog: Pick<SnapshotCatalog, 'list' | 'get' | 'holds'>;
+  catalog: Pick<SnapshotCatalog, 'list' | 'get' | 'holds' | 'until'>;
   retention: Pick<RetentionStore, 'get'>;
   /** Where `removed` rows go: in order with the job's own rows, and on to MySQL. */
   outbox: Pick<LogOutbox, 'record'>;
@@ -224,13 +222,8 @@ class Prune {
   async catalogCaughtUp(): Promise<void> {
     const last = this.#lastLogged;
     if (last === undefined) return;
-    const deadline = Date.now() + CATALOG_CATCH_UP_MS;
-    while ((await this.#deps.catalog.get(last))?.deletedAt === null) {
-      if (Date.now() > deadline) {
-        this.#attempt.logger.warn('the catalog does not show the removals yet; the log outbox will bring them');
-        return;
-      }
-      await delay(CATALOG_POLL_MS);
+    if (!(await this.#deps.catalog.until(last, 'deleted', CATALOG_CATCH_UP_MS))) {
+      this.#attempt.logger.warn('the catalog does not show the removals yet; the log outbox will bring them');
     }
   }
 
