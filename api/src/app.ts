@@ -18,6 +18,7 @@ import rateLimit from './plugins/rate-limit.js';
 import security from './plugins/security.js';
 import snapshotStore from './plugins/snapshot-store.js';
 import tokenStore from './plugins/token-store.js';
+import webhooks from './plugins/webhooks.js';
 import backupRoutes from './routes/backup.js';
 import destinationRoutes from './routes/destinations.js';
 import eventRoutes from './routes/events.js';
@@ -29,6 +30,9 @@ import restoreRoutes from './routes/restore.js';
 import scheduleRoutes from './routes/schedules.js';
 import snapshotRoutes from './routes/snapshots.js';
 import tokenRoutes from './routes/tokens.js';
+import uiRoutes from './routes/ui.js';
+import webhookRoutes from './routes/webhooks.js';
+import whoamiRoutes from './routes/whoami.js';
 import verifyRoutes from './routes/verify.js';
 import { errorSchema, jobViewSchema, logRowSchema } from './schemas.js';
 import { wellFormedStrings } from './well-formed.js';
@@ -132,5 +136,9 @@ export async function buildApp({ config, logger, https }: AppOptions): Promise<F
   await app.register(pruneRoutes, { config });
   await app.register(scheduleRoutes, { config });
   await app.register(scheduleRunner, { config });
+  await app.register(webhooks, { config });
+  await app.register(webhookRoutes, { config });
+  await app.register(whoamiRoutes);
+  await app.register(uiRoutes);
   return app;
 }

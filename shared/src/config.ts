@@ -53,6 +53,7 @@ const schema = {
     LOG_LEVEL: { type: 'string', enum: LOG_LEVELS, default: 'info' },
     SCHEDULE_MIN_INTERVAL_SECONDS: { type: 'integer', minimum: 1, maximum: 31_622_400, default: 60 },
     WORKER_METRICS_PORT: { type: 'integer', minimum: 1, maximum: 65535 },
+    WEBHOOK_ALLOW_PRIVATE: { type: 'boolean', default: false },
   },
 } as const;
 
@@ -144,6 +145,8 @@ export interface CofferConfig {
   scheduleMinIntervalSeconds: number;
   /** Port a worker serves its own GET /metrics on, bound to `host`. Default unset: no metrics server. */
   workerMetricsPort: number | undefined;
+  /** Let webhooks call loopback, private and link-local addresses. Default false. */
+  webhookAllowPrivate: boolean;
   logLevel: LogLevel;
 }
 
@@ -291,6 +294,7 @@ export function loadConfig(env: Env = process.env): CofferConfig {
     logLevel: parsed.LOG_LEVEL as LogLevel,
     scheduleMinIntervalSeconds: Number(parsed.SCHEDULE_MIN_INTERVAL_SECONDS),
     workerMetricsPort: typeof parsed.WORKER_METRICS_PORT === 'number' ? parsed.WORKER_METRICS_PORT : undefined,
+    webhookAllowPrivate: parsed.WEBHOOK_ALLOW_PRIVATE === true,
   });
 }
 

@@ -31,6 +31,7 @@ describe('configuration from the environment', () => {
       apiAdminToken: undefined,
       scheduleMinIntervalSeconds: 60,
       workerMetricsPort: undefined,
+      webhookAllowPrivate: false,
     });
     expect(Object.isFrozen(config)).toBe(true);
   });

@@ -1,0 +1,5 @@
+import type { FastifyPluginAsync } from 'fastify';
+
+// Placeholder (being built).
+const routes: FastifyPluginAsync<any> = async () => {};
+export default routes;
