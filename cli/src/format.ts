@@ -20,7 +20,22 @@ export function formatProgress(progress: JobProgress): string {
     progress.bytesTotal > 0
       ? `${formatBytes(progress.bytes)}/${formatBytes(progress.bytesTotal)}`
       : formatBytes(progress.bytes);
-  return `${files} files, ${bytes}`;
+  return `${files} files, ${bytes}${formatPace(progress)}`;
+}
+
+/** ", 12.0 MiB/s, 0:42 left" while the job moves; empty until the API knows a rate. */
+export function formatPace(progress: JobProgress): string {
+  if (!progress.bytesPerSecond) return '';
+  const rate = `, ${formatBytes(progress.bytesPerSecond)}/s`;
+  return progress.etaSeconds == null ? rate : `${rate}, ${formatDuration(progress.etaSeconds)} left`;
+}
+
+/** Seconds as m:ss, or h:mm:ss from an hour on. */
+export function formatDuration(seconds: number): string {
+  const whole = Math.max(0, Math.round(seconds));
+  const [h, m, s] = [Math.floor(whole / 3600), Math.floor((whole % 3600) / 60), whole % 60];
+  const mmss = `${String(m).padStart(h > 0 ? 2 : 1, '0')}:${String(s).padStart(2, '0')}`;
+  return h > 0 ? `${h}:${mmss}` : mmss;
 }
 
 /** Left-aligned columns separated by two spaces, with a header row. */

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import cliProgress from 'cli-progress';
 import type { ApiClient } from './api-client.js';
-import { formatBytes, formatProgress } from './format.js';
+import { formatBytes, formatPace, formatProgress } from './format.js';
 import { TERMINAL_STATUSES, type JobView } from './views.js';
 
 /** How often `--wait` asks for the job's view. */
@@ -19,7 +19,7 @@ function barReporter(stream: NodeJS.WriteStream): ProgressReporter {
   const bar = new cliProgress.SingleBar(
     {
       stream,
-      format: '{status} [{bar}] {percentage}% | {files} files | {bytesText}',
+      format: '{status} [{bar}] {percentage}% | {files} files | {bytesText}{pace}',
       emptyOnZero: true,
       hideCursor: true,
       clearOnComplete: false,
@@ -37,6 +37,7 @@ function barReporter(stream: NodeJS.WriteStream): ProgressReporter {
           progress.bytesTotal > 0
             ? `${formatBytes(progress.bytes)}/${formatBytes(progress.bytesTotal)}`
             : formatBytes(progress.bytes),
+        pace: formatPace(progress).replace(/^, /, ' | '),
       };
       if (!started) {
         bar.start(progress.bytesTotal, progress.bytes, payload);

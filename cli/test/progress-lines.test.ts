@@ -40,4 +40,12 @@ describe('plain progress lines (stdout not a terminal)', () => {
       'backup job job-1 active: 2/4 files, 2.0 KiB/4.0 KiB\n',
     ]);
   });
+
+  it('adds the rate and the time left once the API knows them', () => {
+    const written: string[] = [];
+    const reporter = lineReporter({ write: (text: string) => written.push(text) }, () => 0);
+    const moving = view('active', 2, 2048);
+    reporter.update({ ...moving, progress: { ...moving.progress, bytesPerSecond: 1024, etaSeconds: 3725 } });
+    expect(written).toEqual(['backup job job-1 active: 2/4 files, 2.0 KiB/4.0 KiB, 1.0 KiB/s, 1:02:05 left\n']);
+  });
 });
