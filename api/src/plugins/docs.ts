@@ -32,6 +32,7 @@ export default fp(
           { name: 'logs', description: 'The log of status transitions' },
           { name: 'health', description: 'Liveness, readiness, metrics' },
           { name: 'tokens', description: 'API tokens (admin)' },
+          { name: 'webhooks', description: 'Webhooks: job transitions POSTed to a URL, signed (admin)' },
         ],
         components: {
           securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'A Coffer API token (cfr_…)' } },
