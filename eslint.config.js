@@ -46,4 +46,9 @@ export default tseslint.config(
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
   },
+  {
+    // The web page runs in the browser.
+    files: ['api/ui/**/*.js'],
+    languageOptions: { globals: globals.browser },
+  },
 );

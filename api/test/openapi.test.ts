@@ -46,11 +46,13 @@ function servedRoutes(app: FastifyInstance): Route[] {
 
 /**
  * The routes the description must have: all but HEAD, which Fastify adds to every GET route and
- * answers as the GET, and the docs UI's own, under /docs, which serve the description itself.
+ * answers as the GET, the docs UI's own, under /docs, which serve the description itself, and the
+ * web page's static files, under /ui.
  */
 function apiRoutes(app: FastifyInstance): Route[] {
   return servedRoutes(app).filter(
-    ({ method, url }) => method !== 'HEAD' && url !== '/docs' && !url.startsWith('/docs/'),
+    ({ method, url }) =>
+      method !== 'HEAD' && url !== '/docs' && !url.startsWith('/docs/') && !/^\/ui(?:$|[/*])/.test(url),
   );
 }
 
