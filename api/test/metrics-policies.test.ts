@@ -3,7 +3,7 @@ import { UnrecoverableError, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QUEUE_NAME, createRedis, type JobKind } from '@coffer/shared';
 import { buildApp } from '../src/app.js';
-import { configWith, pruneSnapshot, recordSnapshot, startApi, type ApiHarness } from './helpers.js';
+import { configWith, createOutage, pruneSnapshot, recordSnapshot, startApi, type ApiHarness } from './helpers.js';
 
 // The series alert rules are written against (compose/prometheus/alerts.yml).
 
@@ -138,6 +138,54 @@ describe('jobs finished', () => {
     } finally {
       await worker.close();
       redis.disconnect();
+    }
+  });
+});
+
+describe('log outbox backlog', () => {
+  it('gives the rows waiting in the Redis list at scrape time', async () => {
+    const { queuePrefix, redisUrl } = api.env.config;
+    const listKey = `${queuePrefix}:log-outbox`;
+    const lockKey = `${queuePrefix}:log-outbox:lock`;
+    const redis = createRedis(redisUrl, 'producer');
+    try {
+      expect(valueOf(await scrape(), 'coffer_log_outbox_rows')).toBe(0);
+      // Hold the drain lock as a busy drainer would, so the API's own drainer leaves the rows alone.
+      expect(await redis.set(lockKey, 'metrics-test', 'PX', 60_000, 'NX')).toBe('OK');
+      await redis.rpush(listKey, ...Array.from({ length: 250 }, (_, i) => JSON.stringify({ test: i })));
+
+      const body = await scrape();
+      expect(body).toContain('# TYPE coffer_log_outbox_rows gauge');
+      expect(valueOf(body, 'coffer_log_outbox_rows')).toBe(250);
+
+      await redis.rpush(listKey, 'one more');
+      expect(valueOf(await scrape(), 'coffer_log_outbox_rows')).toBe(251);
+    } finally {
+      await redis.del(listKey, lockKey);
+      redis.disconnect();
+    }
+    expect(valueOf(await scrape(), 'coffer_log_outbox_rows')).toBe(0);
+  });
+
+  it('still scrapes while Redis is down, leaving the backlog out', async () => {
+    const outage = await createOutage(api.env.config.redisUrl);
+    await outage.restore();
+    const app = await buildApp({ config: configWith(api.env, { REDIS_URL: outage.url, METRICS_PUBLIC: 'true' }) });
+    try {
+      await app.ready();
+      expect(valueOf(await scrape(app), 'coffer_log_outbox_rows')).toBe(0);
+      await outage.cut();
+
+      const body = await scrape(app);
+      expect(body).toContain('# TYPE coffer_log_outbox_rows gauge');
+      expect(body).not.toMatch(/^coffer_log_outbox_rows /m);
+      // The MySQL-backed series are still there.
+      expect(body).toMatch(/^coffer_snapshots\{/m);
+    } finally {
+      // Redis comes back first: an app whose Redis never answers cannot close quickly.
+      await outage.restore();
+      await app.close();
+      await outage.cut();
     }
   });
 });

@@ -340,7 +340,7 @@ describe('Grafana (profile ops)', () => {
         'Jobs by status over time',
         'Failures with their messages',
         'Throughput: jobs and files',
-        'Throughput: bytes copied',
+        'Throughput: bytes in new snapshots',
         'Job durations',
       ]),
     );
@@ -433,8 +433,8 @@ describe('Grafana (profile ops)', () => {
           ['rejected', 'source is outside SOURCE_ROOTS'],
           ['failed', 'source /srv/gone does not exist'],
         ]);
-        const bytes = results.get('Throughput: bytes copied') ?? [];
-        expect(bytes.map((row) => Number(row['bytes copied']))).toEqual([34_567]);
+        const bytes = results.get('Throughput: bytes in new snapshots') ?? [];
+        expect(bytes.map((row) => Number(row['snapshot bytes']))).toEqual([34_567]);
         const durations = results.get('Job durations') ?? [];
         expect(durations.map((row) => Number(row.average))).toEqual([0.89]);
       } finally {

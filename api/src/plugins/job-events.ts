@@ -83,7 +83,10 @@ export default fp<{ config: CofferConfig }>(
       let history: LogRow[] = [];
       while (!closing) {
         history = await app.logStore.history(jobId);
-        const last = history.filter(isTransition).at(-1);
+        // `queued` counts here (a `waiting` event expects it) though streams do not tell it.
+        const last = history
+          .filter((row) => isTransition(row) || (row.jobId !== null && row.status === 'queued'))
+          .at(-1);
         const settled = expected.length === 0 || (last && (isTerminal(last.status) || expected.includes(last.status)));
         if (settled || Date.now() > deadline) break;
         await sleep(ROW_POLL_MS);

@@ -72,6 +72,25 @@ export default fp<{ config: CofferConfig }>(
       },
     });
 
+    // The workers' log outbox (shared/src/log-outbox.ts): transitions wait in this list until MySQL
+    // takes them, so a backlog that keeps growing means MySQL does not.
+    const outboxKey = `${config.queuePrefix}:log-outbox`;
+    new Gauge({
+      name: 'coffer_log_outbox_rows',
+      help: 'Log rows waiting in Redis (the log outbox) to be written to MySQL',
+      registers: [registry],
+      async collect() {
+        try {
+          this.set(await app.redis.llen(outboxKey));
+        } catch (err) {
+          // Without Redis the other metrics still matter; this one is left out of the scrape (a gauge
+          // without labels would otherwise report its last value, or 0 after a reset).
+          this.remove();
+          app.log.warn({ err: (err as Error).message }, 'cannot read the log outbox backlog for metrics');
+        }
+      },
+    });
+
     // The three snapshot gauges are collected together within one scrape: they share one query.
     let reading: Promise<DestinationSnapshots[] | undefined> | undefined;
     function snapshotsByDestination(): Promise<DestinationSnapshots[] | undefined> {
@@ -128,7 +147,9 @@ export default fp<{ config: CofferConfig }>(
     });
     const copiedBytes = new Counter({
       name: 'coffer_copy_bytes_total',
-      help: 'Bytes copied into snapshots by completed backups, as seen by this API process',
+      help:
+        'Bytes of the snapshots completed backups made, hard-linked files included (the workers count what they ' +
+        'copied), as seen by this API process',
       registers: [registry],
     });
 
