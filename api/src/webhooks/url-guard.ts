@@ -31,9 +31,11 @@ export function addressProblem(address: string, allowPrivate: boolean): string |
     return `"${address}" is not an IP address`;
   }
   if (range === 'unicast') return null;
-  if (NEVER.has(range)) return `${address} is a ${range} address`;
+  // ipaddr.js names ranges in camel case (linkLocal, carrierGradeNat): said in words.
+  const words = range.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+  if (NEVER.has(range)) return `${address} is a ${words} address`;
   if (allowPrivate) return null;
-  return `${address} is a ${range} address; set WEBHOOK_ALLOW_PRIVATE=true to allow loopback, private and link-local receivers`;
+  return `${address} is a ${words} address; set WEBHOOK_ALLOW_PRIVATE=true to allow loopback, private and link-local receivers`;
 }
 
 /** Checks what a URL says, before any DNS: http or https, no credentials, not too long. */
