@@ -30,7 +30,14 @@ redis.on('error', (err) => logger.debug({ err }, 'redis connection error'));
 try {
   process.exitCode = await runTokenCommand(process.argv.slice(2), {
     tokens: createTokenRepository(pool),
-    revocations: createRevocationList(redis, config.queuePrefix),
+    // Waits until every API process listening confirmed it dropped the token from its cache.
+    revocations: createRevocationList(redis, config.queuePrefix, {
+      onUnconfirmed: ({ listeners, confirmed }) =>
+        process.stderr.write(
+          `coffer token: ${listeners - confirmed} of ${listeners} API processes did not confirm the revocation ` +
+            'in time; they stop accepting the token within 30 s (when their cached entry expires)\n',
+        ),
+    }),
     config,
     out: (line) => process.stdout.write(`${line}\n`),
     err: (line) => process.stderr.write(`${line}\n`),

@@ -5,6 +5,12 @@ import { Forbidden, Unauthenticated } from '../errors.js';
 import { ANY_ROLE, accessOf, type Access, type Principal } from '../auth/roles.js';
 import { createRevocationList, type RevocationList } from '../auth/revocation-list.js';
 import { CONFIG_ADMIN_NAME } from '../auth/token-admin.js';
+import {
+  createTokenCache,
+  listenForRevocations,
+  type RevocationListener,
+  type TokenCache,
+} from '../auth/token-cache.js';
 import type { TokenRecord } from '../auth/token-repository.js';
 import { bearerToken, hashToken, sameHash } from '../auth/token-secret.js';
 
@@ -22,6 +28,8 @@ declare module 'fastify' {
     tokenRevoked(record: TokenRecord): void;
     /** The hashes of revoked tokens in Redis, shared by every replica and the command line. */
     revocations: RevocationList;
+    /** Tokens MySQL vouched for lately, served without a lookup while revocations reach this process. */
+    tokenCache: Pick<TokenCache, 'live' | 'size'>;
   }
 }
 
@@ -29,6 +37,8 @@ declare module 'fastify' {
 const TOUCH_INTERVAL_MS = 60_000;
 /** How often each API process copies MySQL's revocations into Redis and checks its configured token. */
 const REVOCATION_SYNC_MS = 60_000;
+/** How long `ready` waits for the revocation listener, so the cache serves from the first request. */
+const LISTENER_WAIT_MS = 1000;
 const DOCS_PREFIX = '/docs';
 
 /** The authenticated token of a request on a protected route. */
@@ -46,6 +56,13 @@ export function principalOf(request: FastifyRequest): Principal {
  * reads Redis can answer and cancels keep working; but only when the revocation list in Redis
  * says it is not revoked (a revocation by the command line or another replica lands there), and
  * this process's last MySQL answer about it was not a refusal. When Redis cannot tell, 503.
+ *
+ * A token MySQL vouched for is cached for TOKEN_CACHE_TTL_MS (30 s), so most requests need no
+ * lookup; the cache serves only while this process is subscribed to the revocation channel,
+ * and every revocation (DELETE /tokens/:id on any replica, the command line, a rotation of the
+ * admin token) waits until each subscribed process confirmed it dropped the token (at most
+ * REVOCATION_ACK_TIMEOUT_MS, 2 s; a process that did not confirm is logged and forgets the
+ * token within the TTL). A cached token therefore also keeps working while MySQL is down.
  */
 export default fp<{ config: CofferConfig }>(
   async (app, { config }) => {
@@ -54,7 +71,15 @@ export default fp<{ config: CofferConfig }>(
     // rotated away), or null while this process has not asked.
     let configAdmin: Principal | 'refused' | null = null;
     const touched = new Map<number, number>();
-    const revocations = createRevocationList(app.redis, config.queuePrefix);
+    const revocations = createRevocationList(app.redis, config.queuePrefix, {
+      onUnconfirmed: (push) =>
+        app.log.warn(
+          { listeners: push.listeners, confirmed: push.confirmed },
+          `${push.listeners - push.confirmed} API process(es) did not confirm a token revocation in time; ` +
+            'they stop accepting the token when their cached entry expires (30 s at most)',
+        ),
+    });
+    const cache = createTokenCache();
 
     const isConfigHash = (tokenHash: string) => configHash !== null && sameHash(tokenHash, configHash);
     const principalOfRecord = (record: TokenRecord): Principal => ({
@@ -66,12 +91,15 @@ export default fp<{ config: CofferConfig }>(
     /** Remembers MySQL's answer about the configured token. */
     function noteConfigToken(record: TokenRecord | null): void {
       configAdmin = record && !record.revokedAt ? principalOfRecord(record) : 'refused';
+      if (configAdmin === 'refused' && configHash !== null) cache.forget(configHash);
     }
 
     app.decorateRequest('principal', null);
     app.decorate('revocations', revocations);
+    app.decorate('tokenCache', cache);
     app.decorate('tokenRevoked', (record: TokenRecord) => {
       touched.delete(record.id);
+      cache.revoke(record.tokenHash);
       if (isConfigHash(record.tokenHash)) configAdmin = 'refused';
     });
 
@@ -85,11 +113,35 @@ export default fp<{ config: CofferConfig }>(
       }
     }
     let syncTimer: NodeJS.Timeout | undefined;
+    let listener: RevocationListener | undefined;
     app.addHook('onReady', async () => {
+      // Revocations made elsewhere: dropped from the cache before the revoking side returns.
+      listener = listenForRevocations({
+        redisUrl: config.redisUrl,
+        queuePrefix: config.queuePrefix,
+        cache,
+        acks: app.redis,
+        onRevoked: (tokenHash) => {
+          if (isConfigHash(tokenHash)) configAdmin = 'refused';
+        },
+        log: app.log,
+      });
       await syncRevocations();
       syncTimer = setInterval(() => void syncRevocations(), REVOCATION_SYNC_MS).unref();
+      // Without Redis the API still starts; the cache starts serving once subscribed.
+      if (app.redis.status === 'ready') {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          listener.subscribed,
+          new Promise((resolve) => (timer = setTimeout(resolve, LISTENER_WAIT_MS).unref())),
+        ]);
+        clearTimeout(timer);
+      }
     });
-    app.addHook('onClose', async () => clearInterval(syncTimer));
+    app.addHook('onClose', async () => {
+      clearInterval(syncTimer);
+      listener?.close();
+    });
 
     app.addHook('onRoute', (route) => {
       if (route.url === DOCS_PREFIX || route.url?.startsWith(`${DOCS_PREFIX}/`)) {
@@ -106,6 +158,12 @@ export default fp<{ config: CofferConfig }>(
 
     async function authenticate(token: string, log: FastifyBaseLogger): Promise<Principal | null> {
       const tokenHash = hashToken(token);
+      const cached = cache.get(tokenHash);
+      if (cached) {
+        if (cached.id !== null) touch(cached.id, log);
+        return cached;
+      }
+      const generation = cache.generation;
       let record: TokenRecord | null;
       try {
         record = await app.tokenStore.byHash(tokenHash);
@@ -122,7 +180,9 @@ export default fp<{ config: CofferConfig }>(
         return null;
       }
       touch(record.id, log);
-      return principalOfRecord(record);
+      const principal = principalOfRecord(record);
+      cache.put(tokenHash, principal, generation);
+      return principal;
     }
 
     /** The configured admin token while MySQL is unreachable: null (401) when known to be refused. */
