@@ -108,8 +108,10 @@ const tokenRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { 
         operationId: 'revokeToken',
         summary: 'Revoke a token (admin): it stops working at once; its name stays taken',
         description:
-          'Recorded in MySQL and in Redis (so API replicas that cannot reach MySQL refuse it too). ' +
-          'While Redis does not answer: 503 QUEUE_UNAVAILABLE, the token already refused wherever MySQL answers; repeat the call.',
+          'Recorded in MySQL and in Redis (so API replicas that cannot reach MySQL refuse it too), and pushed to every ' +
+          'API replica, which drops it from its token cache; the answer comes once every replica has confirmed (at most ' +
+          '2 s; one that has not forgets the token within 30 s). While Redis does not answer: 503 QUEUE_UNAVAILABLE; ' +
+          'this replica refuses the token already, others within 30 s; repeat the call.',
         tags: ['tokens'],
         params: {
           type: 'object',
