@@ -9,14 +9,15 @@ import { copyCases, loadCopyEngine } from './copy-cases.js';
 import { DATASETS, ensureDataset } from './datasets.js';
 import { describeMachine, ensureRsync, fileSystemSettler } from './machine.js';
 import { runPruneCase } from './prune-cases.js';
-import { formatTable, writeResults, type CaseResult } from './report.js';
+import { runPeerCases } from './rclone-cases.js';
+import { formatNotes, formatTable, writeResults, type CaseResult } from './report.js';
 import { runCancelCase, runEndToEndCase, runHttpCase, runJobsListCase, runMemoryCase } from './service-cases.js';
 import { loadSnapshotEngine, snapshotCases } from './snapshot-cases.js';
-import { BENCH_DIR, DATA_DIR, OUT_DIR, RESULTS_FILE, ROOT } from './settings.js';
+import { BENCH_DIR, DATA_DIR, OUT_DIR, QUICK, RESULTS_FILE, ROOT } from './settings.js';
 import { cleanup, createScope } from './stack.js';
 
 const started = performance.now();
-// Groups: copy verify http jobs e2e memory prune cancel. No argument: all but the slow ones; `all`: every one.
+// Groups: copy verify http jobs e2e peer memory prune cancel. No argument: all but the slow ones; `all`: every one.
 const SLOW_GROUPS = ['memory'];
 const only = process.argv.slice(2);
 const selected = (group: string) =>
@@ -30,11 +31,15 @@ const out = join(OUT_DIR, `run-${Date.now()}`);
 mkdirSync(join(out, 'logs'), { recursive: true });
 
 console.log(`data in ${DATA_DIR}, outputs in ${out}`);
+if (QUICK) console.log('BENCH_QUICK=1: fewer rounds and jobs, to check the cases run; the figures mean little');
+// Only the data sets the selected groups read ('' for the others).
+const needed = (groups: readonly string[], spec: (typeof DATASETS)[keyof typeof DATASETS]) =>
+  groups.some(selected) ? ensureDataset(DATA_DIR, spec) : '';
 const sources = {
-  bigFile: ensureDataset(DATA_DIR, DATASETS.bigFile),
-  smallFiles: ensureDataset(DATA_DIR, DATASETS.smallFiles),
-  mediumFiles: ensureDataset(DATA_DIR, DATASETS.mediumFiles),
-  tiny: ensureDataset(DATA_DIR, DATASETS.tiny),
+  bigFile: needed(['copy', 'verify'], DATASETS.bigFile),
+  smallFiles: needed(['copy', 'verify', 'peer'], DATASETS.smallFiles),
+  mediumFiles: needed(['copy'], DATASETS.mediumFiles),
+  tiny: needed(['http', 'e2e', 'peer'], DATASETS.tiny),
   million: selected('memory') ? ensureDataset(DATA_DIR, DATASETS.million) : '',
   hugeFile: selected('cancel') ? ensureDataset(DATA_DIR, DATASETS.hugeFile) : '',
 };
@@ -57,6 +62,10 @@ try {
   if (selected('e2e')) {
     await settle();
     cases.push(await runEndToEndCase(scope, dirs, sources.tiny));
+  }
+  if (selected('peer')) {
+    await settle();
+    cases.push(...(await runPeerCases(scope, dirs, sources, engine)));
   }
   if (selected('memory')) {
     await settle();
@@ -82,7 +91,7 @@ const results = {
   runtimeSeconds,
 };
 writeResults(RESULTS_FILE, results, cases);
-console.log(`\n${formatTable(cases)}\n`);
+console.log(`\n${formatTable(cases)}\n\n${formatNotes(cases)}\n`);
 console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.fileSystem}`);
 console.log(`results: ${RESULTS_FILE}; ${runtimeSeconds} s`);
 

@@ -23,7 +23,19 @@ export interface CaseResult {
   target: string;
   met: boolean;
   samples: { coffer: number[]; baseline: number[] };
+  /** Request latency in ms (medians over the rounds of each round's p50 and p99), where a case measures it. */
+  latencyMs?: CaseLatency;
   note?: string;
+}
+
+export interface Latency {
+  p50: number;
+  p99: number;
+}
+
+export interface CaseLatency {
+  coffer: Latency;
+  baseline?: Latency;
 }
 
 export interface CaseSpec {
@@ -33,6 +45,7 @@ export interface CaseSpec {
   baselineName: string | null;
   coffer: readonly number[];
   baseline?: readonly number[];
+  latencyMs?: CaseLatency;
   note?: string;
 }
 
@@ -52,6 +65,7 @@ export function caseResult(spec: CaseSpec): CaseResult {
     target: spec.target,
     met: meets(ratio ?? coffer, spec.target),
     samples: { coffer: spec.coffer.map(round), baseline: (spec.baseline ?? []).map(round) },
+    ...(spec.latencyMs === undefined ? {} : { latencyMs: roundLatency(spec.latencyMs) }),
     ...(spec.note === undefined ? {} : { note: spec.note }),
   };
 }
@@ -70,6 +84,11 @@ function meets(value: number, target: string): boolean {
     default:
       return value > bound;
   }
+}
+
+function roundLatency(latency: CaseLatency): CaseLatency {
+  const each = ({ p50, p99 }: Latency) => ({ p50: round(p50), p99: round(p99) });
+  return { coffer: each(latency.coffer), ...(latency.baseline ? { baseline: each(latency.baseline) } : {}) };
 }
 
 function round(value: number): number {
@@ -93,6 +112,23 @@ export function formatTable(cases: readonly CaseResult[]): string {
   const line = (cells: readonly string[]) =>
     `| ${cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join(' | ')} |`;
   return [line(header), line(widths.map((width) => '-'.repeat(width))), ...rows.map(line)].join('\n');
+}
+
+/** The notes under the table: each case's latency and note, by the case's row number. */
+export function formatNotes(cases: readonly CaseResult[]): string {
+  return cases
+    .flatMap((result, index) => {
+      const lines: string[] = [];
+      const latency = result.latencyMs;
+      if (latency) {
+        const side = (name: string, { p50, p99 }: Latency) => `${name} p50 ${p50} ms, p99 ${p99} ms`;
+        const baseline = latency.baseline ? `; ${side(result.baselineName ?? 'baseline', latency.baseline)}` : '';
+        lines.push(`latency: ${side('Coffer', latency.coffer)}${baseline}`);
+      }
+      if (result.note) lines.push(result.note);
+      return lines.length === 0 ? [] : [`${index + 1}. ${result.name}: ${lines.join('; ')}`];
+    })
+    .join('\n');
 }
 
 export function writeResults(file: string, machine: object, cases: readonly CaseResult[]): void {

@@ -11,8 +11,10 @@ import { createConnection, createPool, type Pool, type RowDataPacket } from 'mys
 import { freePort } from '../test/helpers/ports.js';
 import { SEEDED_JOBS, seedJobHistory, seededJobId } from './job-history.js';
 import { caseResult, type CaseResult } from './report.js';
+import { postAll } from './http-client.js';
 import {
   E2E_JOBS,
+  E2E_POLL_MS,
   E2E_WORKER_CONCURRENCY,
   HTTP_CONNECTIONS,
   HTTP_SECONDS,
@@ -33,11 +35,12 @@ import {
 } from './stack.js';
 import { interleave, median } from './timing.js';
 
-const QUEUE_NAME = 'backup';
+export const QUEUE_NAME = 'backup';
 const TOKEN = randomBytes(24).toString('hex');
-const AUTHORIZATION = `Bearer ${TOKEN}`;
+export const AUTHORIZATION = `Bearer ${TOKEN}`;
+export const HEADERS = { 'content-type': 'application/json', authorization: AUTHORIZATION };
 
-interface Api {
+export interface Api {
   url: string;
   child: ChildProcess;
 }
@@ -52,7 +55,7 @@ export interface ServiceDirs {
  * A Coffer API process as deployed, with an admin token for the benchmark and the rate
  * limit raised out of the way (its Redis round trip is still paid on every request).
  */
-async function startCofferApi(
+export async function startCofferApi(
   scope: Scope,
   name: string,
   isolation: { prefix: string; database: string },
@@ -79,7 +82,7 @@ async function startCofferApi(
   return { url, child };
 }
 
-function startCofferWorker(
+export function startCofferWorker(
   scope: Scope,
   name: string,
   isolation: { prefix: string; database: string },
@@ -99,7 +102,7 @@ function startCofferWorker(
   );
 }
 
-async function waitForWorkers(queue: Queue, count: number, timeoutMs = 30_000): Promise<void> {
+export async function waitForWorkers(queue: Queue, count: number, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while ((await queue.getWorkersCount()) < count) {
     if (Date.now() > deadline) throw new Error(`${count} workers did not connect within ${timeoutMs} ms`);
@@ -107,7 +110,15 @@ async function waitForWorkers(queue: Queue, count: number, timeoutMs = 30_000): 
   }
 }
 
-async function postRate(url: string, body: string, seconds: number): Promise<{ rate: number; refused: number }> {
+/** A round of `postRate`: accepted requests per second, and latency in ms. */
+interface PostRun {
+  rate: number;
+  refused: number;
+  p50: number;
+  p99: number;
+}
+
+async function postRate(url: string, body: string, seconds: number): Promise<PostRun> {
   const result = await autocannon({
     url: `${url}/backup`,
     method: 'POST',
@@ -116,7 +127,12 @@ async function postRate(url: string, body: string, seconds: number): Promise<{ r
     headers: { 'content-type': 'application/json', authorization: AUTHORIZATION },
     body,
   });
-  return { rate: result['2xx'] / result.duration, refused: result.non2xx + result.errors + result.timeouts };
+  return {
+    rate: result['2xx'] / result.duration,
+    refused: result.non2xx + result.errors + result.timeouts,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+  };
 }
 
 /** `POST /backup` with 50 connections: Coffer's API against a bare Fastify route doing `queue.add`. */
@@ -135,20 +151,36 @@ export async function runHttpCase(scope: Scope, dirs: ServiceDirs, source: strin
   await waitForHttp(`${bare.url}/ready`, bareChild);
   const body = JSON.stringify({ source, destination: 'http' });
   let refused = 0;
+  const runs = { coffer: [] as PostRun[], bare: [] as PostRun[] };
   const contenders = [
     {
       name: 'coffer',
       run: async (run: number) => {
-        const { rate, refused: failed } = await postRate(coffer.url, body, run < 0 ? 1 : HTTP_SECONDS);
-        if (run >= 0) refused += failed;
-        return rate;
+        const result = await postRate(coffer.url, body, run < 0 ? 1 : HTTP_SECONDS);
+        if (run >= 0) {
+          refused += result.refused;
+          runs.coffer.push(result);
+        }
+        return result.rate;
       },
     },
-    { name: 'bare', run: async (run: number) => (await postRate(bare.url, body, run < 0 ? 1 : HTTP_SECONDS)).rate },
+    {
+      name: 'bare',
+      run: async (run: number) => {
+        const result = await postRate(bare.url, body, run < 0 ? 1 : HTTP_SECONDS);
+        if (run >= 0) runs.bare.push(result);
+        return result.rate;
+      },
+    },
   ];
   for (const contender of contenders) await contender.run(-1);
   const samples = await interleave(RUNS.httpRounds, contenders);
   await Promise.all([stop(coffer.child), stop(bareChild)]);
+  // Autocannon's latency (ms, send to whole answer) per round; the medians over the rounds.
+  const latency = (side: PostRun[]) => ({
+    p50: median(side.map((run) => run.p50)),
+    p99: median(side.map((run) => run.p99)),
+  });
   return caseResult({
     name: `POST /backup throughput, ${HTTP_CONNECTIONS} connections`,
     unit: 'req/s',
@@ -156,7 +188,11 @@ export async function runHttpCase(scope: Scope, dirs: ServiceDirs, source: strin
     baselineName: 'Fastify + queue.add',
     coffer: samples.get('coffer') ?? [],
     baseline: samples.get('bare') ?? [],
-    ...(refused > 0 ? { note: `${refused} Coffer requests not answered 202` } : {}),
+    latencyMs: { coffer: latency(runs.coffer), baseline: latency(runs.bare) },
+    note:
+      `${HTTP_SECONDS} s of autocannon per round, no worker running; latency: autocannon's p50 and p99 ` +
+      `(send to whole answer), medians over the rounds` +
+      (refused > 0 ? `; ${refused} Coffer requests not answered 202` : ''),
   });
 }
 
@@ -175,16 +211,30 @@ async function submitAll(count: number, inFlight: number, submit: () => Promise<
 
 const JOBS_TIMEOUT_MS = 300_000;
 
-/**
- * Submits jobs and returns the rate from the first submission until `queue` has as many
- * more finished jobs as were accepted (`submit` returns that number).
- */
-async function jobRate(queue: Queue, submit: () => Promise<number>): Promise<number> {
+/** How many of a round's jobs have finished (completed or failed) so far. */
+export type FinishedCount = () => Promise<number>;
+
+/** Jobs of `queue` finished since this was called (finished jobs are kept in Redis, see the callers). */
+export async function finishedSince(queue: Queue): Promise<FinishedCount> {
   const finished = async () => {
     const counts = await queue.getJobCounts('completed', 'failed');
     return (counts.completed ?? 0) + (counts.failed ?? 0);
   };
   const before = await finished();
+  return async () => (await finished()) - before;
+}
+
+/**
+ * Submits a round of jobs and returns its rate: jobs accepted (`submit` resolves with their
+ * number) over the seconds from sending the first submission until `finished` reaches that
+ * number. Every side is timed by this one clock: `finished` is asked every `E2E_POLL_MS`
+ * from the start, so a round is seen to end at most one poll interval plus one poll's round
+ * trip after its last job did, on every side alike. `submit` must resolve as soon as its
+ * last answer arrives, as `postAll` does: autocannon with `amount`, which Coffer's side used
+ * before, resolves only on its next one-second sampling tick, which counted up to a second
+ * too many on Coffer's side and none on the baseline's (`queue.add` resolves at once).
+ */
+export async function jobRate(finished: FinishedCount, submit: () => Promise<number>): Promise<number> {
   const started = performance.now();
   let submitted: { accepted: number } | { error: unknown } | undefined;
   const submitting = submit().then(
@@ -193,9 +243,10 @@ async function jobRate(queue: Queue, submit: () => Promise<number>): Promise<num
   );
   for (;;) {
     if (submitted && 'error' in submitted) throw submitted.error;
-    if (submitted && (await finished()) >= before + submitted.accepted) break;
+    const done = await finished();
+    if (submitted && 'accepted' in submitted && done >= submitted.accepted) break;
     if (performance.now() - started > JOBS_TIMEOUT_MS) throw new Error('jobs did not finish in time');
-    await sleep(10);
+    await sleep(E2E_POLL_MS);
   }
   const seconds = (performance.now() - started) / 1000;
   await submitting;
@@ -241,27 +292,19 @@ export async function runEndToEndCase(scope: Scope, dirs: ServiceDirs, source: s
     await waitForWorkers(cofferQueue, 2);
     await waitForWorkers(baseQueue, 2);
     let refused = 0;
-    let posted = 0;
-    // The same client as the throughput case, so the submissions cost the machine as little as it can.
+    // Over kept-alive connections, 50 at a time; resolves at the last answer (see `jobRate`).
     const postJobs = async (count: number) => {
-      const result = await autocannon({
+      const result = await postAll({
         url: `${api.url}/backup`,
+        count,
         connections: HTTP_CONNECTIONS,
-        amount: count,
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: AUTHORIZATION },
-        requests: [
-          {
-            // Spread over 100 destinations, as many small sources would be.
-            setupRequest: (request) => ({
-              ...request,
-              body: JSON.stringify({ source, destination: `tiny-${(posted += 1) % 100}` }),
-            }),
-          },
-        ],
+        headers: HEADERS,
+        // Spread over 100 destinations, as many small sources would be.
+        body: (index) => JSON.stringify({ source, destination: `tiny-${index % 100}` }),
+        status: 202,
       });
-      refused += result.non2xx + result.errors + result.timeouts;
-      return result['2xx'];
+      refused += result.refused;
+      return result.accepted;
     };
     const addJobs = async (count: number) => {
       await submitAll(count, HTTP_CONNECTIONS, async () => {
@@ -272,11 +315,11 @@ export async function runEndToEndCase(scope: Scope, dirs: ServiceDirs, source: s
     const contenders = [
       {
         name: 'coffer',
-        run: (run: number) => jobRate(cofferQueue, () => postJobs(run < 0 ? 200 : E2E_JOBS)),
+        run: async (run: number) => jobRate(await finishedSince(cofferQueue), () => postJobs(run < 0 ? 200 : E2E_JOBS)),
       },
       {
         name: 'bullmq',
-        run: (run: number) => jobRate(baseQueue, () => addJobs(run < 0 ? 200 : E2E_JOBS)),
+        run: async (run: number) => jobRate(await finishedSince(baseQueue), () => addJobs(run < 0 ? 200 : E2E_JOBS)),
       },
     ];
     for (const contender of contenders) await contender.run(-1);
@@ -291,8 +334,10 @@ export async function runEndToEndCase(scope: Scope, dirs: ServiceDirs, source: s
       coffer: samples.get('coffer') ?? [],
       baseline: samples.get('bullmq') ?? [],
       note:
-        `${E2E_JOBS} jobs per run, submitted ${HTTP_CONNECTIONS} at a time (Coffer: POST /backup with autocannon; ` +
-        `baseline: queue.add); WORKER_CONCURRENCY ${E2E_WORKER_CONCURRENCY} on both sides` +
+        `${E2E_JOBS} jobs per run, submitted ${HTTP_CONNECTIONS} at a time (Coffer: POST /backup over ` +
+        `${HTTP_CONNECTIONS} kept-alive connections; baseline: queue.add); both timed from the first submission ` +
+        `until a poll of the queue's finished count (every ${E2E_POLL_MS} ms) sees the last job done; ` +
+        `WORKER_CONCURRENCY ${E2E_WORKER_CONCURRENCY} on both sides` +
         problems
           .filter(Boolean)
           .map((problem) => `; ${problem}`)
@@ -314,7 +359,6 @@ interface JobView {
 }
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
-const HEADERS = { 'content-type': 'application/json', authorization: AUTHORIZATION };
 
 /** Submits a job (`POST /backup`, `/verify`, `/restore`); returns its id. */
 async function submitJob(url: string, route: string, body: object): Promise<string> {
