@@ -53,6 +53,12 @@ export interface WorkerOptions {
   metrics?: WorkerMetrics;
 }
 
+/**
+ * A job done within this long records its `active` and final rows in one round trip (see
+ * `LifecycleDeps.activeDelayMs`); a longer one has its `active` row this late at most.
+ */
+const ACTIVE_DELAY_MS = 50;
+
 /** Starts one BullMQ worker with its log outbox, cancel listener and watchdog. */
 export function startWorker(config: CofferConfig, logger: Logger, options: WorkerOptions = {}): RunningWorker {
   const { metrics } = options;
@@ -89,6 +95,7 @@ export function startWorker(config: CofferConfig, logger: Logger, options: Worke
       noteCancelled: (jobId) => noteCancelled(connection, config.queuePrefix, jobId, config.jobRetentionSeconds),
       afterCompleted: createAutoPrune({ config, retention, catalog, outbox, queue }),
       ...(metrics ? { onFinished: (finished) => metrics.jobFinished(finished) } : {}),
+      activeDelayMs: ACTIVE_DELAY_MS,
     },
     {
       backup: backupRunner(config),

@@ -124,9 +124,10 @@ interface Setup {
   cancelRequested?: boolean;
   finished?: { status: string; result: unknown } | null;
   failRecords?: boolean;
+  activeDelayMs?: number;
 }
 
-function setup({ runners, cancelRequested = false, finished = null, failRecords = false }: Setup) {
+function setup({ runners, cancelRequested = false, finished = null, failRecords = false, activeDelayMs }: Setup) {
   const out = fakeOutbox(finished, failRecords);
   const noted: string[] = [];
   const process = createJobProcessor(
@@ -138,6 +139,7 @@ function setup({ runners, cancelRequested = false, finished = null, failRecords 
       noteCancelled: async (jobId) => {
         noted.push(jobId);
       },
+      ...(activeDelayMs === undefined ? {} : { activeDelayMs }),
     },
     runners,
   );
@@ -632,5 +634,58 @@ describe("an attempt's tag", () => {
 
   it('is safe without a lock token too', async () => {
     expect(await tagOf(undefined, 2)).toMatch(/^[A-Za-z0-9_-]+$/);
+  });
+});
+
+describe('an attempt whose active row may wait (activeDelayMs)', () => {
+  const result = { path: '/backups/data/s1', files: 3, bytes: 12, durationMs: 7 };
+
+  it('records active and completed in one round trip when the job ends within the delay, active dated at its start', async () => {
+    const backup = runner<'backup'>(async () => ({ result }));
+    const { process, records } = setup({ runners: { backup }, activeDelayMs: 60_000 });
+    const before = Date.now();
+
+    await expect(process(fakeJob().job, TOKEN)).resolves.toEqual(result);
+
+    expect(records).toHaveLength(1);
+    const [active, completed] = records[0]?.entries ?? [];
+    expect(records[0]?.entries).toHaveLength(2);
+    expect(active).toMatchObject({ ...backupRow(), status: 'active' });
+    expect(completed).toEqual({ ...backupRow(), status: 'completed' });
+    expect(records[0]?.result).toEqual(result);
+    const date = new Date(active?.date ?? 0).getTime();
+    expect(date).toBeGreaterThanOrEqual(before);
+    expect(date).toBeLessThanOrEqual(Date.now());
+  });
+
+  it('records active on its own once the delay has passed, while the job runs', async () => {
+    let activeSeenWhileRunning = false;
+    const recordsRef: { current?: { entries: LogEntry[] }[] } = {};
+    const backup = runner<'backup'>(async () => {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      activeSeenWhileRunning = recordsRef.current?.[0]?.entries[0]?.status === 'active';
+      return { result };
+    });
+    const out = setup({ runners: { backup }, activeDelayMs: 10 });
+    recordsRef.current = out.records;
+
+    await out.process(fakeJob().job, TOKEN);
+
+    expect(activeSeenWhileRunning).toBe(true);
+    expect(out.statuses()).toEqual(['active', 'completed']);
+    expect(out.records).toHaveLength(2);
+  });
+
+  it('records active with the failure of a job that fails within the delay', async () => {
+    const { process, records } = setup({
+      runners: { backup: failing(new JobFailure('SOURCE_NOT_FOUND', 'gone', true)) },
+      activeDelayMs: 60_000,
+    });
+
+    await rejection(process(fakeJob().job, TOKEN));
+
+    expect(records).toHaveLength(1);
+    expect(records[0]?.entries.map((entry) => entry.status)).toEqual(['active', 'failed']);
+    expect(records[0]?.result).toEqual({ code: 'SOURCE_NOT_FOUND', message: 'gone' });
   });
 });

@@ -18,6 +18,13 @@ let source: string;
 let backupRoot: string;
 let jobs = 0;
 
+/** Each job runs on the worker's own thread when small (the default), or always on copy threads. */
+const MODES = [
+  ['inline', undefined],
+  ['on threads', false],
+] as const;
+let inline: SnapshotRequest['inline'];
+
 beforeEach(async () => {
   tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'coffer-manifest-'));
   source = path.join(tmp, 'source');
@@ -37,6 +44,7 @@ function snapshot(overrides: Partial<SnapshotRequest> = {}) {
     destination: 'alpha',
     jobId: `job-${jobs}`,
     startedAt: new Date(Date.UTC(2026, 10, 27, 19, 0, jobs)),
+    inline,
     ...overrides,
   });
 }
@@ -125,7 +133,14 @@ function expectManifestMatches(snapshotPath: string, entries: ManifestEntry[]): 
   }
 }
 
-describe('a snapshot manifest', () => {
+describe.each(MODES)('a snapshot manifest (%s)', (_mode, limits) => {
+  beforeEach(() => {
+    inline = limits;
+  });
+  afterEach(() => {
+    inline = undefined;
+  });
+
   it('has a line per entry below the root that matches stat and sha256sum, and its own SHA-256 as reported', async () => {
     await buildTree();
 
@@ -210,7 +225,14 @@ describe('a snapshot manifest', () => {
   });
 });
 
-describe('an incremental snapshot manifest', () => {
+describe.each(MODES)('an incremental snapshot manifest (%s)', (_mode, limits) => {
+  beforeEach(() => {
+    inline = limits;
+  });
+  afterEach(() => {
+    inline = undefined;
+  });
+
   it('takes the checksums of linked files from the previous manifest, not from reading them', async () => {
     await buildTree();
     const first = await snapshot();

@@ -142,3 +142,34 @@ describe('a progress reporter', () => {
     expect(last()?.current).toBe('a.txt');
   });
 });
+
+describe('a progress write that would change nothing', () => {
+  it('is skipped: the same totals told twice, counts that did not move', () => {
+    const { reporter, written, advance } = setup();
+    reporter.measured(3, 300);
+    reporter.measured(3, 300);
+    expect(written).toHaveLength(1);
+    // Nothing moves (a job waiting on a slow disk): due, but the same progress as written.
+    for (let i = 0; i < 5; i += 1) {
+      advance(300);
+      reporter.advanced(0, 0, null);
+    }
+    expect(written).toHaveLength(1);
+    advance(300);
+    reporter.advanced(1, 100, 'a');
+    expect(written).toHaveLength(2);
+    expect(written.at(-1)).toMatchObject({ files: 1, bytes: 100, current: 'a' });
+  });
+
+  it('still happens when only the rate changed (a stalled job shows it slowing)', () => {
+    const { reporter, written, advance } = setup();
+    reporter.measured(3, 3_000);
+    advance(1_000);
+    reporter.advanced(1, 1_000);
+    const writes = written.length;
+    advance(1_000);
+    reporter.advanced(1, 1_000);
+    expect(written.length).toBe(writes + 1);
+    expect(written.at(-1)?.bytesPerSecond).toBeLessThan(written.at(-2)?.bytesPerSecond ?? 0);
+  });
+});

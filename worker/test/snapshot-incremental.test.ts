@@ -34,6 +34,13 @@ afterEach(async () => {
 
 let jobs = 0;
 
+/** Each job runs on the worker's own thread when small (the default), or always on copy threads. */
+const MODES = [
+  ['inline', undefined],
+  ['on threads', false],
+] as const;
+let inline: SnapshotRequest['inline'];
+
 /** One snapshot job of `source` into `alpha`, each a second after the previous one. */
 async function snapshot(overrides: Partial<SnapshotRequest> = {}): Promise<SnapshotResult> {
   jobs += 1;
@@ -43,6 +50,7 @@ async function snapshot(overrides: Partial<SnapshotRequest> = {}): Promise<Snaps
     destination: 'alpha',
     jobId: `job-${jobs}`,
     startedAt: new Date(Date.UTC(2026, 10, 27, 19, 0, jobs)),
+    inline,
     ...overrides,
   });
 }
@@ -65,7 +73,14 @@ async function sharedFiles(a: string, b: string): Promise<string[]> {
   return shared.sort();
 }
 
-describe('incremental snapshots', () => {
+describe.each(MODES)('incremental snapshots (%s)', (_mode, limits) => {
+  beforeEach(() => {
+    inline = limits;
+  });
+  afterEach(() => {
+    inline = undefined;
+  });
+
   it('hard-links every file of an unchanged tree from the previous snapshot, and is exact', async () => {
     const first = await snapshot();
     const second = await snapshot();

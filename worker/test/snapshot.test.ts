@@ -15,6 +15,13 @@ import {
 const STARTED_AT = new Date('2026-11-27T19:10:45.123Z');
 const isRoot = process.getuid?.() === 0;
 
+/** Each job runs on the worker's own thread when small (the default), or always on copy threads. */
+const MODES = [
+  ['inline', undefined],
+  ['on threads', false],
+] as const;
+let inline: SnapshotRequest['inline'];
+
 let tmp: string;
 let source: string;
 let backupRoot: string;
@@ -37,7 +44,15 @@ afterEach(async () => {
 });
 
 function request(overrides: Partial<SnapshotRequest> = {}): SnapshotRequest {
-  return { source, backupRoot, destination: 'projects/alpha', jobId: 'job-42', startedAt: STARTED_AT, ...overrides };
+  return {
+    source,
+    backupRoot,
+    destination: 'projects/alpha',
+    jobId: 'job-42',
+    startedAt: STARTED_AT,
+    inline,
+    ...overrides,
+  };
 }
 
 function expectSameContents(a: string, b: string): void {
@@ -58,7 +73,14 @@ describe('snapshotName', () => {
   });
 });
 
-describe('createSnapshot', () => {
+describe.each(MODES)('createSnapshot (%s)', (_mode, limits) => {
+  beforeEach(() => {
+    inline = limits;
+  });
+  afterEach(() => {
+    inline = undefined;
+  });
+
   it('writes the snapshot under <root>/<destination>/<timestamp>-<job id>, and nothing else', async () => {
     const result = await createSnapshot(request());
 

@@ -30,6 +30,7 @@ import { CHUNK_SIZE, copyData, looksSparse, type BetweenChunks } from './file-da
 import { checksumContents, checksumOfFile } from './file-checksum.js';
 import { displayPath, folderLine, linkLine, type Checksum, type CopyStats } from './manifest-lines.js';
 import { ManifestPart, inPreviousManifest, ofRegisteredInode, type ChecksumSource } from './manifest-parts.js';
+import { PreviousIndexReader, type PreviousIndex } from './previous-index.js';
 
 /** A folder's mode, owner and times, as `fstat` gives them. */
 export type FolderStats = Pick<Stats, 'mode' | 'uid' | 'gid' | 'atimeMs' | 'mtimeMs'>;
@@ -45,6 +46,8 @@ export interface Subtree {
   fd: number;
   /** Its counterpart in the previous copy, open for lookups only, if it has one. */
   previousFd?: number;
+  /** Whether that counterpart is unchanged since the previous manifest was written (see `Folder`). */
+  previousTrusted?: boolean;
   /** Its path below the source, as bytes (structured cloning turns a Buffer into a Uint8Array). */
   relative: Uint8Array;
   /** Its copy, as bytes. */
@@ -101,6 +104,18 @@ export interface SyncCopyOptions {
    * `excluded`. A file source is copied whatever they say. Default: none (no `excluded` count).
    */
   exclude?: readonly string[];
+  /**
+   * The manifest of `previous`, indexed (see `PreviousIndex`). With it, a file is linked from
+   * `previous` when the manifest's size, mode and mtime match the source's (the one look at the
+   * file is the source's lstat), the link's manifest line is the previous one's, and the
+   * previous copy's files are not looked at: only each of its folders is (once), and a folder
+   * changed since its manifest was written has its files checked after linking, as without an
+   * index. When owners are kept, a source file whose inode changed (ctime) since the previous
+   * copy started has its link's owner checked too; a file the manifest does not list is checked
+   * after linking and read for its checksum. Default: none, the previous copy's files are
+   * checked after linking and their checksums read from `ManifestOutput.previousChecksums`.
+   */
+  index?: PreviousIndex;
 }
 
 /** Thrown by `copyTreeSync` and `measureTreeSync` once `shouldStop` said so. */
@@ -191,8 +206,24 @@ interface Folder {
   /** The copy's path with a trailing separator, which entries' names follow. */
   into: Buffer;
   /** `folderPrefix` of its counterpart in the previous copy, open for lookups (`LOOKUP_FLAGS`), if any. */
-  previous: { fd: number; prefix: Buffer } | undefined;
+  previous: PreviousFolder | undefined;
 }
+
+/**
+ * A folder of the previous copy. `trusted`: with an index, unchanged since the previous
+ * manifest was written (its mtime is not later), so its entries are still the files the manifest
+ * describes, unless one was modified in place (which a check of size and mtime would catch only
+ * when those changed, and never a change of contents: what `verify` is for).
+ */
+interface PreviousFolder {
+  fd: number;
+  prefix: Buffer;
+  trusted: boolean;
+}
+
+// A source inode changed less than this before the previous copy started still has its owner
+// checked: clocks of a file system and of the process may differ a little.
+const CLOCK_MARGIN_MS = 2_000;
 
 class SyncTreeCopier {
   readonly #counts: CopyCounts = emptyCounts();
@@ -215,6 +246,7 @@ class SyncTreeCopier {
   readonly #manifest: ManifestPart | undefined;
   readonly #previousChecksums: boolean;
   readonly #exclude: ExcludeMatcher | undefined;
+  readonly #index: PreviousIndexReader | undefined;
   /** Entries left out by `exclude`, reported only when patterns were given (`#reportsExcluded`). */
   #excluded = 0;
   readonly #reportsExcluded: boolean;
@@ -240,6 +272,7 @@ class SyncTreeCopier {
     this.#previousChecksums = manifest?.previousChecksums ?? false;
     this.#exclude = excludeMatcher(options.exclude);
     this.#reportsExcluded = options.exclude !== undefined;
+    this.#index = options.index && new PreviousIndexReader(options.index);
   }
 
   run(): CopyReport {
@@ -302,13 +335,13 @@ class SyncTreeCopier {
     const relative = Buffer.from(name);
     this.#currentName = relative;
     const previousFile = previous && entryPath(previous.prefix, relative);
-    if (!this.#linkWithoutCopy(stats, inode, to, previousFile, relative))
+    if (!this.#linkWithoutCopy(stats, inode, to, previousFile, relative, previous?.trusted ?? false))
       this.#writeFile(fd, stats, inode, to, relative);
   }
 
-  #copySubtree({ fd, previousFd, relative, to, stats }: Subtree): CopyReport {
+  #copySubtree({ fd, previousFd, previousTrusted, relative, to, stats }: Subtree): CopyReport {
     const target = bytes(to);
-    const previous = previousFd === undefined ? undefined : open(previousFd);
+    const previous = previousFd === undefined ? undefined : { ...open(previousFd), trusted: previousTrusted ?? false };
     const folder: Folder = { ...open(fd), relative: bytes(relative), to: target, into: into(target), previous };
     this.#fill(folder);
     this.#finishDirectory(target, stats, folder.relative);
@@ -326,7 +359,21 @@ class SyncTreeCopier {
     if (this.#previous === undefined) return undefined;
     // The previous copy is Coffer's own, but its last component is still never followed.
     const fd = openIfThere(Buffer.from(this.#previous), LOOKUP_FLAGS, NO_PREVIOUS_CODES);
-    return fd === undefined ? undefined : open(fd);
+    return fd === undefined ? undefined : this.#previousFolder(fd);
+  }
+
+  /** The previous copy's folder open as `fd`; with an index, one fstat tells whether it changed since its manifest. */
+  #previousFolder(fd: number): PreviousFolder {
+    let trusted = false;
+    if (this.#index) {
+      try {
+        trusted = fs.fstatSync(fd).mtimeMs <= this.#index.writtenMs;
+      } catch (error) {
+        fs.closeSync(fd);
+        throw error;
+      }
+    }
+    return { ...open(fd), trusted };
   }
 
   /** Copies the entries of `folder` into its existing copy, then closes it. */
@@ -400,7 +447,7 @@ class SyncTreeCopier {
       if (folder.previous) {
         // Walked in step with the source, never through a link: anything but a folder there is no previous.
         const previous = openIfThere(entryPath(folder.previous.prefix, name), LOOKUP_FLAGS, NO_PREVIOUS_CODES);
-        if (previous !== undefined) child.previous = open(previous);
+        if (previous !== undefined) child.previous = this.#previousFolder(previous);
       }
       fs.mkdirSync(to, { mode: FILLING_MODE });
     } catch (error) {
@@ -414,6 +461,7 @@ class SyncTreeCopier {
       this.#delegation.hand({
         fd,
         previousFd: child.previous?.fd,
+        previousTrusted: child.previous?.trusted,
         relative: child.relative,
         to,
         stats: { mode, uid, gid, atimeMs, mtimeMs },
@@ -444,7 +492,8 @@ class SyncTreeCopier {
         return;
       }
       inode = inodeOf(seen, () => fs.lstatSync(from, { bigint: true }));
-      if (this.#linkWithoutCopy(seen, inode, to, entryPath(folder.previous.prefix, name), relative)) return;
+      const previous = entryPath(folder.previous.prefix, name);
+      if (this.#linkWithoutCopy(seen, inode, to, previous, relative, folder.previous.trusted)) return;
     }
     const fd = this.#openEntry(folder, name, FILE_FLAGS);
     if (fd === undefined) return;
@@ -457,7 +506,7 @@ class SyncTreeCopier {
       }
       if (seen === undefined) {
         inode = inodeOf(stats, () => fs.fstatSync(fd, { bigint: true }));
-        if (this.#linkWithoutCopy(stats, inode, to, undefined, relative)) return;
+        if (this.#linkWithoutCopy(stats, inode, to, undefined, relative, false)) return;
       }
       this.#writeFile(fd, stats, inode, to, relative);
     } finally {
@@ -493,15 +542,16 @@ class SyncTreeCopier {
     to: Buffer,
     previous: Buffer | undefined,
     relative: Buffer,
+    trusted: boolean,
   ): boolean {
     if (inode !== undefined && this.#links.linkRegistered(inode, to)) {
       this.#recordFile(relative, to, undefined, ofRegisteredInode(inode));
       this.#countFile(stats);
       return true;
     }
-    const linked = previous === undefined ? undefined : this.#linkUnchanged(previous, to, stats);
-    if (linked === undefined) return false;
-    const checksum = this.#linkedChecksum(to, relative);
+    const found = previous === undefined ? undefined : this.#linkFromPrevious(previous, to, stats, relative, trusted);
+    if (found === undefined) return false;
+    const { linked, checksum } = found;
     // Only the registered name counts as linked from the previous copy, whichever thread got there first.
     if (inode === undefined || this.#links.register(inode, to, checksum)) {
       this.#counts.filesLinked += 1;
@@ -606,6 +656,54 @@ class SyncTreeCopier {
   }
 
   /**
+   * Links `previous` to `to` when it holds the file `stats` describes, unchanged: decided from
+   * the previous manifest when there is an index (see `SyncCopyOptions.index`), else by
+   * `#linkUnchanged`. Answers the link's stats for its manifest line, and its checksum (or where
+   * to find it).
+   */
+  #linkFromPrevious(
+    previous: Buffer,
+    to: Buffer,
+    stats: Stats,
+    relative: Buffer,
+    trusted: boolean,
+  ): { linked: CopyStats; checksum: ChecksumSource | undefined } | undefined {
+    const index = this.#index;
+    const record = index === undefined ? -1 : index.find(relative);
+    if (index === undefined || record < 0) {
+      // No manifest, or no line in it (never, for a manifest Coffer wrote): the file itself tells.
+      const linked = this.#linkUnchanged(previous, to, stats);
+      return linked && { linked, checksum: this.#linkedChecksum(to, relative) };
+    }
+    const file = index.file(record);
+    if (!this.#sameFile(file, stats)) return undefined;
+    const checksum = this.#manifest && file.checksum;
+    // The owner is not in the manifest: unchanged when the inode has not changed since the previous copy started.
+    const ownerUnchanged = !this.#keepOwners || stats.ctimeMs < index.startedMs - CLOCK_MARGIN_MS;
+    if (!trusted || !ownerUnchanged) {
+      const linked = this.#linkUnchanged(previous, to, stats);
+      return linked && { linked, checksum };
+    }
+    try {
+      fs.linkSync(previous, to);
+    } catch (error) {
+      // Gone from the previous copy since (or never there): copied instead.
+      if (LINK_FALLBACK_CODES.has(errorCode(error) ?? '')) return undefined;
+      throw error;
+    }
+    return { linked: file, checksum };
+  }
+
+  /** Whether a copy with `copy`'s size, mode and mtime is a copy of the file `stats` describes (owners aside). */
+  #sameFile(copy: CopyStats, stats: Stats): boolean {
+    return (
+      copy.size === stats.size &&
+      (copy.mode & 0o7777) === copyMode(stats.mode, this.#keepOwners) &&
+      Math.abs(copy.mtimeMs - stats.mtimeMs) < SAME_MTIME_MS
+    );
+  }
+
+  /**
    * Hard-links `previous` (an fd path, never followed) to `to` when it is the same regular file
    * as `stats` describes, and returns the link's stats: same size, the mode a copy would get (a link shares its inode's mode),
    * same mtime, and same owner when owners are kept. Linked first and checked after: what is
@@ -622,9 +720,7 @@ class SyncTreeCopier {
     const linked = fs.lstatSync(to);
     if (
       linked.isFile() &&
-      linked.size === stats.size &&
-      (linked.mode & 0o7777) === copyMode(stats.mode, this.#keepOwners) &&
-      Math.abs(linked.mtimeMs - stats.mtimeMs) < SAME_MTIME_MS &&
+      this.#sameFile(linked, stats) &&
       (!this.#keepOwners || (linked.uid === stats.uid && linked.gid === stats.gid))
     ) {
       return linked;

@@ -7,11 +7,12 @@ import {
   type CopyReport,
   type CopyWarnings,
 } from './copy-counts.js';
-import { runOnThread } from './copy-threads.js';
+import { runInline, runOnThread } from './copy-threads.js';
 import type { ManifestOutput } from './copy-tree-sync.js';
-import { errorCode } from './errno.js';
 import { linkRegistryOf } from './hard-links.js';
 import { manifestPartsOf } from './manifest-parts.js';
+import type { TreeSize } from './measure-tree-sync.js';
+import type { PreviousIndex } from './previous-index.js';
 import { removeTree } from './remove-tree.js';
 import { ACTIVE, STOP, sharedState, type ThreadTask } from './thread-protocol.js';
 
@@ -51,6 +52,20 @@ export interface CopyOptions {
    * Default: none, and the report has no `excluded`.
    */
   exclude?: readonly string[];
+  /**
+   * Run every step on the caller's thread, synchronously, rather than on pooled threads: for a
+   * small source only (the event loop waits for the whole copy; see `createSnapshot`). Same
+   * copy, manifest, report and errors; `signal` is checked before each entry, `onProgress`
+   * called after each. Default: false.
+   */
+  inline?: boolean;
+  /**
+   * Called once the source's files and bytes are counted, on a thread beside the copy's (see
+   * `measureTree`), for progress totals: with the previous copy's manifest, files it lists are
+   * counted at the size it gives, without a stat (an estimate). Not called when the count
+   * fails, nor with `inline` (the caller counted). Default: nothing counted.
+   */
+  onMeasured?: (size: TreeSize) => void;
 }
 
 export interface ManifestOptions {
@@ -61,9 +76,13 @@ export interface ManifestOptions {
   file: string;
   /**
    * The manifest of `previous`: files linked from there take their checksums from it rather
-   * than being read. Default (or when the file is missing): linked files are read.
+   * than being read, and whether they are unchanged is decided from it (see
+   * `SyncCopyOptions.index`). Default (or when the file is missing or damaged): the previous
+   * copy's files are looked at, and linked files are read.
    */
   previous?: string;
+  /** When the copy `previous` started (ms), if known (see `PreviousIndex.startedMs`). Default: unknown. */
+  previousStartedMs?: number;
 }
 
 export interface CopyResult extends CopyReport {
@@ -130,30 +149,48 @@ async function copyWithManifest(
   scratch: { links: string; parts: string },
 ): Promise<CopyResult> {
   const { manifest, signal } = options;
-  if (!manifest) return copyOnThreads(source, target, options, undefined);
+  const run = options.inline === true ? runInline : runOnThread;
+  if (!manifest) {
+    measure(source, options, undefined);
+    return copyOnThreads(source, target, options, undefined, undefined);
+  }
   await fs.mkdir(scratch.parts, { mode: 0o700 });
   const previousManifest = options.previous === undefined ? undefined : manifest.previous;
-  const previousChecksums = previousManifest !== undefined && (await exists(previousManifest));
-  const report = await copyOnThreads(source, target, options, { parts: scratch.parts, previousChecksums });
-  const assembly = {
-    parts: scratch.parts,
-    output: manifest.file,
+  // Read once, before the copy: its tasks decide from it and take linked files' checksums from
+  // it, so the previous copy's files are not looked at, nor its manifest read again at the end.
+  const index =
+    previousManifest === undefined
+      ? undefined
+      : await run<PreviousIndex | undefined>(
+          {
+            kind: 'index',
+            manifest: previousManifest,
+            startedMs: manifest.previousStartedMs ?? 0,
+            state: sharedState(),
+          },
+          { signal },
+        );
+  measure(source, options, index);
+  const report = await copyOnThreads(
+    source,
     target,
-    links: scratch.links,
-    previousManifest: previousChecksums ? previousManifest : undefined,
-  };
-  const manifestSha256 = await runOnThread<string>({ kind: 'manifest', assembly, state: sharedState() }, { signal });
+    options,
+    { parts: scratch.parts, previousChecksums: false },
+    index,
+  );
+  const assembly = { parts: scratch.parts, output: manifest.file, target, links: scratch.links };
+  const manifestSha256 = await run<string>({ kind: 'manifest', assembly, state: sharedState() }, { signal });
   return { ...report, manifestSha256 };
 }
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await fs.access(file);
-    return true;
-  } catch (error) {
-    if (errorCode(error) === 'ENOENT') return false;
-    throw error;
-  }
+/** Counts the source beside the copy, for `onMeasured` (see `CopyOptions.onMeasured`). */
+function measure(source: string, options: CopyOptions, index: PreviousIndex | undefined): void {
+  const { onMeasured, signal, exclude, inline } = options;
+  if (onMeasured === undefined || inline === true) return;
+  runOnThread<TreeSize>({ kind: 'measure', source, exclude, index, state: sharedState() }, { signal }).then(
+    onMeasured,
+    () => undefined,
+  );
 }
 
 async function copyOnThreads(
@@ -161,9 +198,12 @@ async function copyOnThreads(
   target: string,
   options: CopyOptions,
   manifest: ManifestParts | undefined,
+  index: PreviousIndex | undefined,
 ): Promise<CopyReport> {
   const { previous, signal, onProgress, exclude } = options;
-  const threads = Math.max(1, options.threads ?? availableParallelism());
+  const run = options.inline === true ? runInline : runOnThread;
+  // Inline, one task does everything: nothing to hand folders to.
+  const threads = options.inline === true ? 1 : Math.max(1, options.threads ?? availableParallelism());
   const state = sharedState();
   const flags = new Int32Array(state);
   // The first task counts as running from the start; a task reserves the next ones' places.
@@ -180,7 +220,7 @@ async function copyOnThreads(
   let nextId = 0;
   const partOf = (id: number): ManifestOutput | undefined => manifest && { ...manifest, part: id };
   const start = (task: ThreadTask, id: number) => {
-    const work = runOnThread<CopyReport>(task, {
+    const work = run<CopyReport>(task, {
       signal,
       onProgress: (counts, current) => {
         live.set(id, counts);
@@ -194,7 +234,7 @@ async function copyOnThreads(
       },
       onDelegate: (subtree) => {
         nextId += 1;
-        const task = { source, target, subtree, manifest: partOf(nextId), exclude, state, threads };
+        const task = { source, target, subtree, manifest: partOf(nextId), exclude, index, state, threads };
         start({ kind: 'subtree', ...task }, nextId);
       },
     }).then(
@@ -210,7 +250,7 @@ async function copyOnThreads(
     });
     running.add(tracked);
   };
-  start({ kind: 'copy', source, target, previous, manifest: partOf(nextId), exclude, state, threads }, nextId);
+  start({ kind: 'copy', source, target, previous, manifest: partOf(nextId), exclude, index, state, threads }, nextId);
   // Tasks start more tasks: wait until none is left.
   while (running.size > 0) await Promise.all(running);
 

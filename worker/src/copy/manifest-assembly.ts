@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs, { constants } from 'node:fs';
 import path from 'node:path';
-import { StringDecoder } from 'node:string_decoder';
 import type { ManifestEntry } from '@coffer/shared/job-contract';
 import { CopyStopped } from './copy-tree-sync.js';
 import { errorCode } from './errno.js';
@@ -11,6 +10,7 @@ import { LinkRegistry } from './hard-links.js';
 import { NO_DATA, fileLineEnd, type Checksum } from './manifest-lines.js';
 import { COMPLETE_SUFFIX, PENDING_SUFFIX, isReference, type ChecksumReference } from './manifest-parts.js';
 import { entryPathBytes } from './manifest-file.js';
+import { forEachChunk, forEachLine } from './text-lines.js';
 
 /** What assembling a copy's manifest needs to know. */
 export interface ManifestAssembly {
@@ -27,8 +27,6 @@ export interface ManifestAssembly {
 }
 
 const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-// Lines between two checks for a stop.
-const LINES_PER_CHECK = 4096;
 
 /**
  * Writes the manifest of a finished copy: its parts' complete lines as they are, and the lines
@@ -163,32 +161,4 @@ function listParts(parts: string): string[] {
     if (errorCode(error) === 'ENOENT') return [];
     throw error;
   }
-}
-
-/** Reads `file` through `buffer`, handing each chunk read (a view of `buffer`) to `use`. */
-function forEachChunk(file: string, buffer: Buffer, use: (chunk: Buffer) => void): void {
-  const fd = fs.openSync(file, 'r');
-  try {
-    for (let read = fs.readSync(fd, buffer); read > 0; read = fs.readSync(fd, buffer)) use(buffer.subarray(0, read));
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/** Hands each non-empty line of the UTF-8 text `file` to `use`, checking for a stop every so many lines. */
-function forEachLine(file: string, buffer: Buffer, checkStop: () => void, use: (line: string) => void): void {
-  // A chunk may end inside a character or a line: the decoder and `rest` carry them over.
-  const decoder = new StringDecoder('utf8');
-  let rest = '';
-  let count = 0;
-  const take = (text: string, last: boolean) => {
-    const lines = (rest + text).split('\n');
-    rest = last ? '' : (lines.pop() ?? '');
-    for (const line of lines) {
-      if (line !== '') use(line);
-      if ((count += 1) % LINES_PER_CHECK === 0) checkStop();
-    }
-  };
-  forEachChunk(file, buffer, (chunk) => take(decoder.write(chunk), false));
-  take(decoder.end(), true);
 }

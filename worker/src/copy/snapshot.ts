@@ -5,6 +5,7 @@ import { JobFailure } from '@coffer/shared/failure';
 import { copyTree, type CopyOptions, type CopyReport } from './copy-tree.js';
 import { openDestinationFolder } from './destination-folder.js';
 import { errorCode } from './errno.js';
+import { measureIfSmall, type SmallLimits, type TreeSize } from './measure-tree-sync.js';
 import { removeTree } from './remove-tree.js';
 import { METADATA_FOLDER, manifestPathOf } from './manifest-file.js';
 import { metadataPathOf } from '@coffer/shared/path-policy';
@@ -51,7 +52,27 @@ export interface SnapshotRequest {
    * `AttemptSuperseded`. Default: always true.
    */
   stillOwned?: () => Promise<boolean>;
+  /**
+   * Called once with the source's files and bytes, for progress totals (see
+   * `CopyOptions.onMeasured`). Default: not counted.
+   */
+  onMeasured?: (size: TreeSize) => void;
+  /**
+   * A source within these limits (a file, or a folder, see `measureIfSmall`) whose previous
+   * snapshot's manifest is small too is copied on the caller's thread (`CopyOptions.inline`):
+   * no thread hop for a tiny job, while the event loop (lock renewals, cancels) waits at most
+   * the copy of that much. `false`: always on threads. Default: `SMALL_JOB`.
+   */
+  inline?: SmallLimits | false;
 }
+
+/**
+ * The largest job copied on the worker's own thread: about a millisecond of walking to find out,
+ * and some tens of milliseconds of copying at most on a warm cache.
+ */
+export const SMALL_JOB: SmallLimits = { entries: 200, bytes: 8 * 1024 * 1024 };
+// A previous manifest larger than this is read on a thread (about 1,000 lines).
+const SMALL_MANIFEST_BYTES = 256 * 1024;
 
 export interface SnapshotResult extends CopyReport {
   /** The snapshot folder, `<backupRoot>/<destination>/<snapshotName>`. */
@@ -127,13 +148,22 @@ export async function createSnapshot(request: SnapshotRequest): Promise<Snapshot
   const started = performance.now();
   try {
     const base = request.incremental === false ? undefined : previous;
+    const previousManifest = base && manifestPathOf(base);
+    const small = await smallSource(request, previousManifest);
+    if (small) request.onMeasured?.(small);
     const { manifestSha256, ...report } = await copyTree(request.source, partial, {
       previous: base,
       threads: request.threads,
       exclude: request.exclude,
       signal: request.signal,
       onProgress: request.onProgress,
-      manifest: { file: manifestDraft, previous: base && manifestPathOf(base) },
+      inline: small !== undefined,
+      onMeasured: request.onMeasured,
+      manifest: {
+        file: manifestDraft,
+        previous: previousManifest,
+        previousStartedMs: base === undefined ? undefined : startedMsOf(base),
+      },
     });
     if (manifestSha256 === undefined) throw new Error('the copy wrote no manifest');
     // A job cancelled after its last file must not appear as a finished snapshot.
@@ -162,6 +192,37 @@ export async function createSnapshot(request: SnapshotRequest): Promise<Snapshot
     if (error instanceof AttemptSuperseded) throw error;
     throw toSnapshotFailure(error, paths);
   }
+}
+
+/** The size of the request's source when the job is small enough to copy inline (see `SnapshotRequest.inline`). */
+async function smallSource(
+  request: SnapshotRequest,
+  previousManifest: string | undefined,
+): Promise<TreeSize | undefined> {
+  const limits = request.inline ?? SMALL_JOB;
+  if (limits === false) return undefined;
+  if (previousManifest !== undefined) {
+    const manifestSize = await fs.stat(previousManifest).then(
+      ({ size }) => size,
+      () => 0,
+    );
+    if (manifestSize > SMALL_MANIFEST_BYTES) return undefined;
+  }
+  try {
+    return measureIfSmall(request.source, limits, request.exclude);
+  } catch {
+    // The copy meets the same problem and reports it as it should.
+    return undefined;
+  }
+}
+
+/** When the snapshot at `snapshotPath` started, from its name (ms); undefined when its name does not tell. */
+function startedMsOf(snapshotPath: string): number | undefined {
+  const stamp = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})\.(\d{3})Z-/.exec(path.basename(snapshotPath));
+  if (stamp === null) return undefined;
+  const [, year, month, day, hours, minutes, seconds, ms] = stamp.map(Number);
+  const at = Date.UTC(year ?? 0, (month ?? 1) - 1, day, hours, minutes, seconds, ms);
+  return Number.isFinite(at) ? at : undefined;
 }
 
 /**

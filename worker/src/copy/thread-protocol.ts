@@ -3,6 +3,7 @@ import type { CopyCounts, CopyReport } from './copy-counts.js';
 import type { ManifestOutput, Subtree } from './copy-tree-sync.js';
 import type { ManifestAssembly } from './manifest-assembly.js';
 import type { TreeSize } from './measure-tree-sync.js';
+import type { PreviousIndex } from './previous-index.js';
 import type { Unfinished } from './thread-failure.js';
 
 /**
@@ -11,7 +12,9 @@ import type { Unfinished } from './thread-failure.js';
  * folders to new ones (`delegate`) while fewer than `threads` run. A `subtree` task carries
  * open folders, which the thread that runs it closes. `exclude` is the copy's patterns, which
  * every task of it (and its measurement) applies to the entries it meets. A `manifest` task assembles the lines the
- * copy tasks wrote (`manifest`) once they are all done, and answers the manifest's SHA-256.
+ * copy tasks wrote (`manifest`) once they are all done, and answers the manifest's SHA-256. An
+ * `index` task reads the previous copy's manifest into a `PreviousIndex` (shared memory, which
+ * the copy's tasks and its measurement then read), or answers undefined when there is none.
  */
 export type ThreadTask =
   | {
@@ -21,6 +24,7 @@ export type ThreadTask =
       previous?: string;
       manifest?: ManifestOutput;
       exclude?: readonly string[];
+      index?: PreviousIndex;
       state: SharedArrayBuffer;
       threads: number;
     }
@@ -31,10 +35,12 @@ export type ThreadTask =
       subtree: Subtree;
       manifest?: ManifestOutput;
       exclude?: readonly string[];
+      index?: PreviousIndex;
       state: SharedArrayBuffer;
       threads: number;
     }
-  | { kind: 'measure'; source: string; exclude?: readonly string[]; state: SharedArrayBuffer }
+  | { kind: 'measure'; source: string; exclude?: readonly string[]; index?: PreviousIndex; state: SharedArrayBuffer }
+  | { kind: 'index'; manifest: string; startedMs: number; state: SharedArrayBuffer }
   | { kind: 'manifest'; assembly: ManifestAssembly; state: SharedArrayBuffer };
 
 /** Closes the open folders of a task that no thread will run. */
@@ -56,5 +62,5 @@ export type ThreadMessage =
   /** `current`: the entry in flight (or just done), relative to the copy's source, as display text. */
   | { type: 'progress'; counts: CopyCounts; current: string | null }
   | { type: 'delegate'; subtree: Subtree }
-  | { type: 'done'; value: CopyReport | TreeSize | string }
+  | { type: 'done'; value: CopyReport | TreeSize | string | PreviousIndex | undefined }
   | Unfinished;

@@ -77,6 +77,13 @@ export interface LifecycleDeps {
   afterCompleted?: (completed: CompletedJob, logger: Logger) => Promise<void>;
   /** Told of each job this worker brings to its final status, once its row is recorded (metrics). */
   onFinished?: (finished: FinishedJob) => void;
+  /**
+   * How long (ms) an attempt's `active` row may wait to be recorded: an attempt that ends sooner
+   * records it with its final row, in one round trip to Redis, dated when the attempt started; a
+   * longer one records it once this has passed, as the job runs. 0 (the default): recorded
+   * before the job runs.
+   */
+  activeDelayMs?: number;
 }
 
 /** A job this worker brought to its final status. */
@@ -196,7 +203,7 @@ export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
       if (earlier) throw new UnrecoverableError(encodeFailure(earlier.result as Failure));
     }
 
-    await outbox.record([{ ...row, status: 'active' }]);
+    const active = await activeRow(outbox, { ...row, status: 'active' }, deps.activeDelayMs ?? 0);
     logger.info({ attempt: number }, `${kind} started`);
     const attempt: Attempt<JobKind> = {
       jobId,
@@ -213,34 +220,44 @@ export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
     try {
       if (await isCancelRequested(jobId)) throw new JobFailure('CANCELLED', CANCEL_REASON, true);
       const { result, row: completedRow } = await runner.run(attempt);
-      await outbox.record([{ ...row, ...completedRow, status: 'completed' }], result);
+      await outbox.record([...(await active.take()), { ...row, ...completedRow, status: 'completed' }], result);
       logger.info({ ...completedRow, catalog: undefined }, `${kind} completed`);
       finished({ kind, status: 'completed', durationSeconds: secondsSince(attempt.startedAt), result }, logger);
       await completed({ jobId, item, result }, logger);
       return result;
     } catch (err) {
       if (err instanceof AttemptSuperseded || (signal?.aborted && signal.reason === LOCK_LOST_REASON)) {
+        // Nothing more, not even an `active` row still waiting: the job is another attempt's now.
+        active.drop();
         throw superseded(err);
       }
       if (signal?.aborted && signal.reason === SHUTDOWN_REASON) {
         // Not the job's fault: give it back without using up an attempt; another worker takes it.
         // The hand-back matters more than its row: a lost row leaves the log one line short.
-        await outbox
-          .record([
-            {
-              ...row,
-              status: 'retrying',
-              code: 'WORKER_STOPPED',
-              message: 'worker stopped; job handed back to the queue',
-            },
-          ])
+        await active
+          .take()
+          .catch(() => [])
+          .then((waiting) =>
+            outbox.record([
+              ...waiting,
+              {
+                ...row,
+                status: 'retrying',
+                code: 'WORKER_STOPPED',
+                message: 'worker stopped; job handed back to the queue',
+              },
+            ]),
+          )
           .catch((logErr: unknown) => logger.error({ err: logErr }, 'cannot record the hand-back'));
         await job.moveToWait(token);
         logger.info('job handed back to the queue');
         throw new WaitingError();
       }
       // Only the owner of the job may write its next row.
-      if (!(await stillOwned().catch(() => true))) throw superseded(err);
+      if (!(await stillOwned().catch(() => true))) {
+        active.drop();
+        throw superseded(err);
+      }
       const failure = failureOf(err, signal, kind);
       const attemptsAllowed = job.opts.attempts ?? 1;
       const willRetry = !failure.permanent && job.attemptsMade + 1 < attemptsAllowed;
@@ -248,8 +265,15 @@ export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
       logger.warn({ err, code: failure.code, status }, `${kind} attempt failed`);
       const { permanent, ...recorded } = failure;
       const extra = status === 'failed' ? runner.failedRow?.(recorded, attempt) : undefined;
-      await outbox
-        .record([{ ...row, ...extra, status, code: failure.code, message: failure.message }], recorded)
+      await active
+        .take()
+        .catch(() => [])
+        .then((waiting) =>
+          outbox.record(
+            [...waiting, { ...row, ...extra, status, code: failure.code, message: failure.message }],
+            recorded,
+          ),
+        )
         .catch((logErr: unknown) => logger.error({ err: logErr }, 'cannot record the failure'));
       if (status !== 'retrying') finished({ kind, status, durationSeconds: secondsSince(attempt.startedAt) }, logger);
       if (status === 'cancelled') {
@@ -258,5 +282,46 @@ export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
       const reason = encodeFailure(recorded);
       throw permanent ? new UnrecoverableError(reason) : new Error(reason);
     }
+  };
+}
+
+/** An attempt's `active` row, recorded at once or held back a little (see `LifecycleDeps.activeDelayMs`). */
+interface ActiveRow {
+  /**
+   * The rows to record before the attempt's next one: the `active` row when it is still waiting
+   * (recorded with that one, then), else none once its own recording is done (rejects when that failed).
+   */
+  take(): Promise<LogEntry[]>;
+  /** Gives up the row if it is still waiting. */
+  drop(): void;
+}
+
+async function activeRow(outbox: Pick<LogOutbox, 'record'>, row: LogEntry, delayMs: number): Promise<ActiveRow> {
+  if (delayMs <= 0) {
+    await outbox.record([row]);
+    return { take: async () => [], drop: () => undefined };
+  }
+  // Dated now, whenever it is recorded: the log tells when the attempt started.
+  const dated: LogEntry = { ...row, date: new Date() };
+  let recording: Promise<void> | undefined;
+  const timer = setTimeout(() => {
+    recording = outbox.record([dated]);
+    // Seen by `take`; an attempt that never takes it has ended otherwise.
+    recording.catch(() => undefined);
+  }, delayMs);
+  return {
+    async take() {
+      clearTimeout(timer);
+      if (recording === undefined) {
+        recording = Promise.resolve();
+        return [dated];
+      }
+      await recording;
+      return [];
+    },
+    drop() {
+      clearTimeout(timer);
+      recording ??= Promise.resolve();
+    },
   };
 }

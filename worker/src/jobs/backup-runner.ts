@@ -1,5 +1,5 @@
 import { JobFailure, checkExcludePatterns, effectiveRoots, type BackupResult, type CofferConfig } from '@coffer/shared';
-import { createSnapshot, measureTree } from '../copy/index.js';
+import { createSnapshot } from '../copy/index.js';
 import { resolveSource } from '../source.js';
 import type { KindRunner } from './attempt-lifecycle.js';
 
@@ -15,11 +15,6 @@ export function backupRunner(config: BackupConfig): KindRunner<'backup'> {
       const roots = effectiveRoots(config.sourceRoots, data.sourceRoots);
       const source = await resolveSource(data.source, roots, config.backupRoot);
       const { exclude } = data;
-      // Totals are counted beside the copy rather than before it, so the copy starts at once.
-      measureTree(source, signal, { exclude }).then(
-        ({ files, bytes }) => progress.measured(files, bytes),
-        () => undefined,
-      );
       const snapshot = await createSnapshot({
         source,
         backupRoot: config.backupRoot,
@@ -33,6 +28,8 @@ export function backupRunner(config: BackupConfig): KindRunner<'backup'> {
         exclude,
         signal,
         onProgress: (counts, current) => progress.advanced(counts.files, counts.bytes, current),
+        // Totals are counted beside the copy rather than before it, so the copy starts at once.
+        onMeasured: ({ files, bytes }) => progress.measured(files, bytes),
       });
       const { path, files, bytes, durationMs, dirs, links, skipped, filesLinked, bytesLinked, warnings } = snapshot;
       const { manifestSha256, excluded } = snapshot;

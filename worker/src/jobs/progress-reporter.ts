@@ -26,7 +26,8 @@ export interface ProgressReporterOptions {
 
 /**
  * Writes a job's progress to the queue, throttled, whichever kind the job is, with its recent
- * throughput (`bytesPerSecond`) and what is left at that pace (`etaSeconds`).
+ * throughput (`bytesPerSecond`) and what is left at that pace (`etaSeconds`). A write that would
+ * leave the job's progress as the last one did is skipped.
  */
 export function createProgressReporter(
   job: Pick<Job, 'updateProgress'>,
@@ -45,11 +46,16 @@ export function createProgressReporter(
   };
   const throughput = new Throughput(RATE_WINDOW_MS);
   let lastSent: number | undefined;
+  // What the last write held: a write that would change nothing (a stalled job, totals told
+  // twice) is a round trip to Redis for nothing.
+  let written: Required<JobProgress> | undefined;
   const send = () => {
     const at = now();
     lastSent = at;
     progress.bytesPerSecond = throughput.sample(at, progress.bytes);
     progress.etaSeconds = etaSeconds(progress);
+    if (written !== undefined && sameProgress(written, progress)) return;
+    written = { ...progress };
     job.updateProgress({ ...progress }).catch((err: unknown) => logger.warn({ err }, 'cannot update progress'));
   };
   const sendIfDue = () => {
@@ -73,6 +79,18 @@ export function createProgressReporter(
       sendIfDue();
     },
   };
+}
+
+function sameProgress(a: Required<JobProgress>, b: Required<JobProgress>): boolean {
+  return (
+    a.files === b.files &&
+    a.filesTotal === b.filesTotal &&
+    a.bytes === b.bytes &&
+    a.bytesTotal === b.bytesTotal &&
+    a.bytesPerSecond === b.bytesPerSecond &&
+    a.etaSeconds === b.etaSeconds &&
+    a.current === b.current
+  );
 }
 
 /** Seconds left at the recent pace: null until the totals are known and bytes are moving. */
