@@ -20,19 +20,58 @@ export interface ApiHarness {
   app: FastifyInstance;
   /** The API_ADMIN_TOKEN the app was configured with (the token named "admin"). */
   adminToken: string;
-  /** Injects a request with exactly this bearer token, or none at all with null. */
+  /** Injects a request with exactly this bearer token, or none at all with null (settled as `authorise` says). */
   request(token: string | null, options: InjectOptions): Promise<LightMyRequestResponse>;
   /** Reads the log table behind the API's back, as dashboards do. */
   db: Connection;
   close(): Promise<void>;
 }
 
-/** Makes `app.inject` send `token` by default, as every client of the real API must. A test seam only. */
+/** Apps whose accepted submissions are not waited for (see `withoutSettling`). */
+const unsettled = new WeakSet<FastifyInstance>();
+
+/**
+ * Runs `work` without waiting, after each accepted submission of `app`, for the log outbox to
+ * drain: for an app whose drainer is stopped or whose MySQL is away.
+ */
+export async function withoutSettling<T>(app: FastifyInstance, work: () => Promise<T>): Promise<T> {
+  unsettled.add(app);
+  try {
+    return await work();
+  } finally {
+    unsettled.delete(app);
+  }
+}
+
+/**
+ * The answer to a request, once the row it logged has moved from the log outbox to MySQL: the API
+ * answers as soon as the row is in Redis, and tests read MySQL next.
+ */
+async function settled(
+  app: FastifyInstance,
+  options: InjectOptions,
+  res: LightMyRequestResponse,
+): Promise<LightMyRequestResponse> {
+  const method = options.method?.toUpperCase();
+  // A submission's `queued` row, and a queued job's `cancelled` row, go through the outbox.
+  const logged = (method === 'POST' && res.statusCode === 202) || (method === 'DELETE' && res.statusCode === 200);
+  if (logged && !unsettled.has(app)) await logSettled(app);
+  return res;
+}
+
+/**
+ * Makes `app.inject` send `token` by default, as every client of the real API must, and answer
+ * an accepted submission once its `queued` row is in MySQL. A test seam only.
+ */
 export function authorise(app: FastifyInstance, token: string): FastifyInstance {
   const inject = app.inject.bind(app);
-  const withToken = (options: InjectOptions | string) => {
+  const withToken = async (options: InjectOptions | string) => {
     const request = typeof options === 'string' ? { url: options } : options;
-    return inject({ ...request, headers: { authorization: `Bearer ${token}`, ...request.headers } });
+    return settled(
+      app,
+      request,
+      await inject({ ...request, headers: { authorization: `Bearer ${token}`, ...request.headers } }),
+    );
   };
   Object.defineProperty(app, 'inject', { value: withToken, configurable: true });
   return app;
@@ -56,11 +95,15 @@ export async function startApi(variables: Record<string, string> = {}): Promise<
     // What server.ts does at start-up.
     await ensureAdminToken(built.tokenStore, env.config, built.revocations);
     const inject = built.inject.bind(built);
-    const request = (token: string | null, options: InjectOptions) =>
-      inject({
-        ...options,
-        headers: { ...options.headers, ...(token === null ? {} : { authorization: `Bearer ${token}` }) },
-      });
+    const request = async (token: string | null, options: InjectOptions) =>
+      settled(
+        built,
+        options,
+        await inject({
+          ...options,
+          headers: { ...options.headers, ...(token === null ? {} : { authorization: `Bearer ${token}` }) },
+        }),
+      );
     authorise(built, adminToken);
     db = await createConnection({ ...env.config.mysql });
     return { env, app: built, adminToken, request, db, close };
@@ -144,13 +187,26 @@ export function expectError(res: LightMyRequestResponse, statusCode: number, cod
   return body;
 }
 
-/** Queues a backup through the API and returns the job id. */
+/**
+ * Waits until every row waiting in the log outbox is in MySQL: a job's `queued` row goes there
+ * (not straight to MySQL), so a test that reads the log right after a 202 waits for it first.
+ */
+export async function logSettled(app: FastifyInstance, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await app.logOutbox.backlog()) > 0) {
+    if (Date.now() > deadline) throw new Error(`log outbox not drained within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Queues a backup through the API and returns the job id, once its `queued` row is in MySQL. */
 export async function queueBackup(
   app: FastifyInstance,
   body: { source: string; destination?: string },
 ): Promise<string> {
   const res = await app.inject({ method: 'POST', url: '/backup', payload: body });
   expect(res.statusCode, res.body).toBe(202);
+  await logSettled(app);
   return res.json<{ id: string }>().id;
 }
 
@@ -172,6 +228,8 @@ export async function finishThroughLog(app: FastifyInstance, id: string, outcome
   const job = await app.backupQueue.getJob(id);
   const data = await queuedBackup(app, id);
   if (!job || !data) throw new Error(`backup job ${id} is not in the queue`);
+  // The job's `queued` row first, as a worker's rows would follow it.
+  await logSettled(app);
   const entry = {
     action: 'backup',
     parameter: data.source,

@@ -10,6 +10,9 @@ const BATCH_SIZE = 200;
 const BATCH_WINDOW_MS = 3;
 const LOCK_TTL_MS = 5_000;
 const MAX_BACKOFF_MS = 5_000;
+/** Rows recorded while another drainer holds the lock: looked at again this soon, this many times. */
+const BUSY_RETRY_MS = 50;
+const BUSY_RETRIES = 20;
 const MARKER_TTL_SECONDS = 30 * 86_400;
 
 // Trims the drained rows only while this drainer still holds the lock, so two
@@ -34,7 +37,8 @@ export interface LogOutboxOptions {
 }
 
 /**
- * The worker's way to the log table. Transitions are first appended to a list
+ * The way to the log table for the workers and for the API's submissions (every job's `queued`
+ * row) and cancels. Transitions are first appended to a list
  * in Redis (durable with AOF, shared by every worker, so their order is kept),
  * then moved to MySQL in multi-row INSERTs by whichever worker holds the drain
  * lock. While MySQL is down they wait in Redis and land, in order, when it
@@ -69,33 +73,53 @@ export function createLogOutbox({ redis, prefix, logStore, logger }: LogOutboxOp
     });
   }
 
-  /** Moves one batch to MySQL; returns how many rows it moved (0: nothing to do or not our turn). */
-  async function drainBatch(): Promise<number> {
+  /**
+   * Moves one batch to MySQL; returns how many rows it moved (0: nothing to do, the lock released),
+   * or null when another drainer holds the lock.
+   */
+  async function drainBatch(): Promise<number | null> {
     const locked = await redis.set(lockKey, owner, 'PX', LOCK_TTL_MS, 'NX');
-    if (locked !== 'OK' && (await redis.get(lockKey)) !== owner) return 0;
+    if (locked !== 'OK' && (await redis.get(lockKey)) !== owner) return null;
     const raw = await redis.lrange(listKey, 0, BATCH_SIZE - 1);
     if (raw.length === 0) {
       await redis.eval(RELEASE_IF_OWNER, 1, lockKey, owner);
       return 0;
     }
-    await logStore.append(raw.map((item) => JSON.parse(item) as LogEntry));
+    try {
+      await logStore.append(raw.map((item) => JSON.parse(item) as LogEntry));
+    } catch (err) {
+      // Nothing trimmed, so nothing lost: a drainer that can reach MySQL may move them meanwhile.
+      await redis.eval(RELEASE_IF_OWNER, 1, lockKey, owner).catch(() => undefined);
+      throw err;
+    }
     await redis.eval(TRIM_IF_OWNER, 2, listKey, lockKey, owner, raw.length, LOCK_TTL_MS);
     return raw.length;
   }
 
   async function run(): Promise<void> {
+    let busy = 0;
     while (!stopped) {
       if (!pending) await sleep(1000);
       if (stopped) break;
       pending = false;
       await sleep(BATCH_WINDOW_MS);
       try {
-        let moved: number;
+        // Until the list is empty (the lock is then released), so rows other processes record
+        // while this one drains land now, not at the next tick.
+        let moved: number | null;
         do {
           moved = await drainBatch();
-        } while (moved === BATCH_SIZE && !stopped);
-        if (failures > 0) logger.info({ after: failures }, 'log outbox drained again');
-        failures = 0;
+        } while (moved !== null && moved > 0 && !stopped);
+        if (moved !== null) {
+          if (failures > 0) logger.info({ after: failures }, 'log outbox drained again');
+          failures = 0;
+          busy = 0;
+        } else if (busy < BUSY_RETRIES) {
+          // Another drainer holds the lock: it may have looked at the list before our rows came.
+          busy += 1;
+          pending = true;
+          await sleep(BUSY_RETRY_MS);
+        } else busy = 0;
       } catch (err) {
         failures += 1;
         pending = true;
@@ -156,7 +180,7 @@ export function createLogOutbox({ redis, prefix, logStore, logger }: LogOutboxOp
     async flush(timeoutMs = 2000): Promise<void> {
       const deadline = Date.now() + timeoutMs;
       try {
-        while (Date.now() < deadline && (await drainBatch()) > 0);
+        while (Date.now() < deadline && ((await drainBatch()) ?? 0) > 0);
       } catch (err) {
         logger.warn({ err }, 'log rows left in Redis for the next worker');
       }

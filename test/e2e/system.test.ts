@@ -96,9 +96,13 @@ describe('Coffer end to end: one API, two workers, real Redis and MySQL', () => 
   });
 
   it('completes every job with an exact snapshot', async () => {
-    const { body } = await api<{ items: JobView[] }>('/jobs?limit=50');
-    expect(body.items).toHaveLength(12);
-    for (const { id } of body.items) {
+    // GET /jobs lists a job once its `queued` row has moved from the log outbox to MySQL.
+    const items = await waitFor(async () => {
+      const { body } = await api<{ items: JobView[] }>('/jobs?limit=50');
+      return body.items.length >= 12 ? body.items : undefined;
+    });
+    expect(items).toHaveLength(12);
+    for (const { id } of items) {
       const job = await waitFor(async () => {
         const { body: view } = await api<JobView>(`/jobs/${id}`);
         return view.status === 'completed' || view.status === 'failed' ? view : undefined;

@@ -26,10 +26,42 @@ export function createDestinationAccess(store: DestinationRepository) {
     known.set(name, owner);
   };
 
+  // Lookups in flight, per destination: a burst into a destination not yet known reads its owner once.
+  const looking = new Map<string, Promise<string | null>>();
+  const lookUp = (destination: string): Promise<string | null> => {
+    const cached = known.get(destination);
+    if (cached !== undefined) return Promise.resolve(cached);
+    let pending = looking.get(destination);
+    if (!pending) {
+      pending = store.owner(destination).finally(() => looking.delete(destination));
+      looking.set(destination, pending);
+    }
+    return pending;
+  };
+
+  // Claims in flight, per destination and claimant: a burst of first backups into a new
+  // destination waits for one claim instead of queueing each for the claim lock.
+  const claiming = new Map<string, Promise<{ neighbour: string | null; owner: string | null }>>();
+  const claimOnce = (destination: string, principal: Principal, admin: boolean) => {
+    const key = `${destination}\0${principal.name}\0${admin}`;
+    let pending = claiming.get(key);
+    if (!pending) {
+      pending = store
+        .serialised(async (queries) => {
+          const [neighbour] = await queries.neighbours(destination, principal.name);
+          if (neighbour && !admin) return { neighbour: neighbour.name, owner: null };
+          return { neighbour: null, owner: await queries.claim(destination, principal.name) };
+        })
+        .finally(() => claiming.delete(key));
+      claiming.set(key, pending);
+    }
+    return pending;
+  };
+
   return {
     /** The token that owns `destination`, null while nobody does. Only looks: never claims. */
     async owner(destination: string): Promise<string | null> {
-      const owner = known.get(destination) ?? (await store.owner(destination));
+      const owner = await lookUp(destination);
       if (owner !== null) remember(destination, owner);
       return owner;
     },
@@ -37,16 +69,12 @@ export function createDestinationAccess(store: DestinationRepository) {
     /** Null when `principal` may write into `destination` (claiming it if nobody owns it yet). */
     async authorise(principal: Principal, destination: string): Promise<DestinationRefusal | null> {
       const admin = principal.role === 'admin';
-      const owner = known.get(destination) ?? (await store.owner(destination));
+      const owner = await lookUp(destination);
       if (owner !== null) {
         remember(destination, owner);
         return owner === principal.name || admin ? null : { reason: 'owned' };
       }
-      const outcome = await store.serialised(async (queries) => {
-        const [neighbour] = await queries.neighbours(destination, principal.name);
-        if (neighbour && !admin) return { neighbour: neighbour.name, owner: null };
-        return { neighbour: null, owner: await queries.claim(destination, principal.name) };
-      });
+      const outcome = await claimOnce(destination, principal, admin);
       if (outcome.owner !== null) {
         remember(destination, outcome.owner);
         // Another token claimed it between our first look and the lock.

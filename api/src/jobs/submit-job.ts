@@ -8,11 +8,16 @@ import {
   type CofferConfig,
   type JobItem,
   type LogEntry,
+  type LogOutbox,
   type LogRepository,
 } from '@coffer/shared';
 import { IdempotencyKeyReused, QueueUnavailable } from '../errors.js';
 
 const IDEMPOTENCY_TTL_SECONDS = 86_400;
+
+/** The producer connection refused a command it never sent (Redis was already away): it cannot have run. */
+const neverSent = (err: unknown): boolean =>
+  err instanceof Error && err.message.includes("Stream isn't writeable and enableOfflineQueue options is false");
 
 export interface Submission {
   /** The job as it will run, its `actor` set to the submitting token's name. */
@@ -32,6 +37,9 @@ export interface Submitted {
 export interface SubmitDeps {
   config: Pick<CofferConfig, 'queuePrefix' | 'instanceName'>;
   redis: Redis;
+  /** The log outbox in Redis: a job's `queued` row goes here, so no MySQL is needed to queue it. */
+  outbox: Pick<LogOutbox, 'record'>;
+  /** MySQL, only for the `failed` row of a job the queue refused while the outbox is unreachable too. */
   logStore: Pick<LogRepository, 'append'>;
   queue: Pick<BackupQueue, 'add'>;
   log: FastifyBaseLogger;
@@ -42,8 +50,13 @@ export interface SubmitDeps {
  * `queued` row written before the job exists (so no worker's `active` can precede it), and
  * its history closed with a `failed` row if the queue refuses it. The caller has validated
  * and authorised the request.
+ *
+ * The `queued` row goes to the log outbox in Redis, the list the workers write their rows to and
+ * that is moved to MySQL in order: its RPUSH completes before the job is added, so a worker's
+ * `active` row, pushed to the same list only once it holds the job, lands after it. Queueing
+ * needs Redis only; MySQL may be away, and the row lands when it returns.
  */
-export function createJobSubmitter({ config, redis, logStore, queue, log }: SubmitDeps) {
+export function createJobSubmitter({ config, redis, outbox, logStore, queue, log }: SubmitDeps) {
   // Keys are per token: another token's key neither replays nor reveals this one's job.
   const idempotencyKey = (actor: string, key: string) =>
     `${config.queuePrefix}:idempotency:${createHash('sha256').update(actor).update('\0').update(key).digest('hex')}`;
@@ -82,7 +95,30 @@ export function createJobSubmitter({ config, redis, logStore, queue, log }: Subm
     };
 
     const sinks = {
-      record: (entry: LogEntry) => logStore.append(entry),
+      record: async (entry: LogEntry) => {
+        try {
+          await outbox.record([entry]);
+        } catch (err) {
+          if (entry.status !== 'queued') {
+            // The `failed` row of a refused job: MySQL rather than nothing, or the job would look
+            // queued forever once its `queued` row lands (its terminal row outranks it whatever the order).
+            await logStore.append(entry);
+            return;
+          }
+          // Without the `queued` row nothing is queued: Redis is away, and so is the queue. If the
+          // push may have run (the connection dropped with it in flight), the row may land later:
+          // its history is closed in MySQL, so it cannot look queued forever.
+          if (!neverSent(err)) {
+            const reason = err instanceof Error ? err.message : String(err);
+            await logStore
+              .append({ ...entry, status: 'failed', code: 'QUEUE_UNAVAILABLE', message: `not queued: ${reason}` })
+              .catch((recordErr: unknown) =>
+                log.error({ err: recordErr, jobId: id }, 'cannot close the history of an unqueued job'),
+              );
+          }
+          throw new QueueUnavailable({ cause: err });
+        }
+      },
       add: (queued: JobItem, jobId: string) => queue.add(queued.name, queued.data, { jobId }),
       unrecorded: (err: unknown) => log.error({ err, jobId: id }, 'cannot close the history of an unqueued job'),
     };

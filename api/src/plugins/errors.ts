@@ -1,7 +1,7 @@
 import { STATUS_CODES } from 'node:http';
 import fp from 'fastify-plugin';
 import type { FastifyError, FastifyRequest, FastifySchemaValidationError } from 'fastify';
-import { jobParameter, type CofferConfig, type JobKind } from '@coffer/shared';
+import { jobParameter, type CofferConfig, type JobKind, type LogEntry } from '@coffer/shared';
 import { FRAMEWORK_CODES, LogUnavailable, QueueUnavailable } from '../errors.js';
 
 /** Ajv's words for one issue, plus what they leave out: the property not allowed, the values allowed. */
@@ -76,17 +76,23 @@ export default fp<{ config: CofferConfig }>(
       const recorded = statusCode < 500 && !UNRECORDED.has(statusCode);
       const kind = request.routeOptions.config?.jobKind;
       if (recorded && kind) {
+        const row: LogEntry = {
+          action: kind,
+          parameter: requestedParameter(kind, request),
+          status: 'rejected',
+          jobId: null,
+          attempt: null,
+          worker: config.instanceName,
+          code,
+          message: message.slice(0, 2000),
+          actor: request.principal?.name ?? null,
+        };
+        // Straight to MySQL; while it is away, through the log outbox in Redis, which lands it later.
         await app.logStore
-          .append({
-            action: kind,
-            parameter: requestedParameter(kind, request),
-            status: 'rejected',
-            jobId: null,
-            attempt: null,
-            worker: config.instanceName,
-            code,
-            message: message.slice(0, 2000),
-            actor: request.principal?.name ?? null,
+          .append(row)
+          .catch((err: unknown) => {
+            if (!app.hasDecorator('logOutbox')) throw err;
+            return app.logOutbox.record([row]);
           })
           .catch((err: unknown) => request.log.error({ err }, 'cannot log a rejected request'));
       }

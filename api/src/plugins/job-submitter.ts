@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin';
 import type { CofferConfig } from '@coffer/shared';
 import { createJobSubmitter, type JobSubmitter } from '../jobs/submit-job.js';
+import logOutbox from './log-outbox.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -9,11 +10,20 @@ declare module 'fastify' {
   }
 }
 
+/** `submitJob`, whose `queued` rows go through the log outbox (registered here unless the app already did). */
 export default fp<{ config: CofferConfig }>(
   async (app, { config }) => {
+    if (!app.hasDecorator('logOutbox')) await app.register(logOutbox, { config });
     app.decorate(
       'submitJob',
-      createJobSubmitter({ config, redis: app.redis, logStore: app.logStore, queue: app.backupQueue, log: app.log }),
+      createJobSubmitter({
+        config,
+        redis: app.redis,
+        outbox: app.logOutbox,
+        logStore: app.logStore,
+        queue: app.backupQueue,
+        log: app.log,
+      }),
     );
   },
   { name: 'job-submitter', dependencies: ['log-store', 'queue'] },

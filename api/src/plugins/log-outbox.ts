@@ -9,7 +9,8 @@ declare module 'fastify' {
 }
 
 /**
- * The log outbox, for rows the API must not lose while MySQL is away (a cancel). The API
+ * The log outbox, for rows the API must not lose while MySQL is away: every submitted job's
+ * `queued` row (and `failed` row when the queue refuses it), a cancel's. The API
  * drains it too, so its rows land even when no worker runs; the drain lock keeps one
  * drainer at a time across API and workers.
  */

@@ -27,7 +27,7 @@ const idParams = {
 const QUEUED_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children']);
 
 const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { config }) => {
-  // Only the cancel route writes through the outbox; it is registered here unless the app already did.
+  // The submitter registers the outbox (its `queued` rows go through it); registered here if it did not.
   if (!app.hasDecorator('logOutbox')) await app.register(logOutbox, { config });
   const lookup = createJobLookup(app.backupQueue, app.logStore);
 
@@ -148,8 +148,8 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
   }
 
   /**
-   * Writes the job's `cancelled` row: to MySQL, or while MySQL is away to the log outbox in
-   * Redis, from which it reaches MySQL when it returns (as the workers' rows do).
+   * Writes the job's `cancelled` row to the log outbox in Redis, from which it reaches MySQL in
+   * order (at once, or when MySQL returns), as the job's other rows do.
    */
   async function recordCancelled(view: JobView, by: Principal): Promise<JobView> {
     const message = `cancelled before it ran, by token "${by.name}"`;
@@ -167,13 +167,10 @@ const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { co
       // The job's rows all name the token that submitted it; the canceller is in the message.
       actor: view.actor,
     };
-    try {
-      await app.logStore.append(entry);
-    } catch (logError) {
-      await app.logOutbox.record([entry], { code: 'CANCELLED', message }).catch(() => {
-        throw logError;
-      });
-    }
+    // Through the outbox, as the job's `queued` row went: it lands after that row, never before it.
+    await app.logOutbox.record([entry], { code: 'CANCELLED', message }).catch((err: unknown) => {
+      throw new QueueUnavailable({ cause: err });
+    });
     const finishedAt = new Date().toISOString();
     return { ...view, status: 'cancelled', error: { code: 'CANCELLED', message }, finishedAt };
   }
