@@ -157,6 +157,12 @@ async function playJob(message: string): Promise<string> {
   });
   expect(res.status, await res.clone().text()).toBe(202);
   const { id } = (await res.json()) as { id: string };
+  // The API's `queued` row goes through the log outbox: the rows written here must come after it.
+  await waitFor(
+    async () => ((await logs.history(id)).some((row) => row.status === 'queued') ? true : undefined),
+    10_000,
+    'the queued row to land',
+  );
   const entry = {
     action: 'backup',
     parameter: longSource,

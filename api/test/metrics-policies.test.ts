@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import type { FastifyInstance } from 'fastify';
 import { UnrecoverableError, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -148,6 +149,8 @@ describe('log outbox backlog', () => {
     const listKey = `${queuePrefix}:log-outbox`;
     const lockKey = `${queuePrefix}:log-outbox:lock`;
     const redis = createRedis(redisUrl, 'producer');
+    // Without an offline queue, commands sent before the connection is up fail.
+    if (redis.status !== 'ready') await once(redis, 'ready');
     try {
       expect(valueOf(await scrape(), 'coffer_log_outbox_rows')).toBe(0);
       // Hold the drain lock as a busy drainer would, so the API's own drainer leaves the rows alone.

@@ -43,6 +43,12 @@ const EXPECTED: Readonly<Record<string, readonly string[]>> = {
 /** How long a BullMQ event waits for its log row before the log is fanned out as it is. */
 const ROW_WAIT_MS = 5000;
 const ROW_POLL_MS = 100;
+/**
+ * After that, the row is still awaited, less often, for this long: the log lags behind Redis while
+ * the outbox waits for MySQL, and a stream must not miss a transition that lands late.
+ */
+const LATE_ROW_WAIT_MS = 120_000;
+const LATE_ROW_POLL_MS = 1000;
 const CLOSE_WAIT_MS = 1000;
 
 /** Job status rows of the log; `queued` is where a job starts, not a transition. */
@@ -79,21 +85,28 @@ export default fp<{ config: CofferConfig }>(
     }
 
     async function readLog(jobId: string, expected: readonly string[]): Promise<void> {
-      const deadline = Date.now() + ROW_WAIT_MS;
-      let history: LogRow[] = [];
+      const started = Date.now();
+      let toldLate = false;
       while (!closing) {
-        history = await app.logStore.history(jobId);
+        const history = await app.logStore.history(jobId);
         // `queued` counts here (a `waiting` event expects it) though streams do not tell it.
         const last = history
           .filter((row) => isTransition(row) || (row.jobId !== null && row.status === 'queued'))
           .at(-1);
         const settled = expected.length === 0 || (last && (isTerminal(last.status) || expected.includes(last.status)));
-        if (settled || Date.now() > deadline) break;
-        await sleep(ROW_POLL_MS);
+        const waited = Date.now() - started;
+        // Told as it is once the row is late, and again when it lands (streams skip rows they told).
+        if (settled || waited > LATE_ROW_WAIT_MS || (waited > ROW_WAIT_MS && !toldLate)) {
+          const view = await lookup.get(jobId).catch(() => null);
+          if (closing) return;
+          fanOut({ type: 'log', jobId, history, view });
+          if (settled || waited > LATE_ROW_WAIT_MS) return;
+          toldLate = true;
+        }
+        // A newer event of the job takes over the wait (its read sees the late row too).
+        if (toldLate && (reading.get(jobId)?.length ?? 0) > 0) return;
+        await sleep(waited > ROW_WAIT_MS ? LATE_ROW_POLL_MS : ROW_POLL_MS);
       }
-      if (closing) return;
-      const view = await lookup.get(jobId).catch(() => null);
-      fanOut({ type: 'log', jobId, history, view });
     }
 
     function transitioned(jobId: string, eventName: string): void {
