@@ -20,13 +20,16 @@ const SERVICES = [
 ] as const;
 
 let files: Record<string, Dockerfile>;
+let texts: Record<string, string>;
 let context: string[];
 let ignore: DockerIgnore;
 
 beforeAll(async () => {
   files = {};
+  texts = {};
   for (const component of ['api', 'worker', 'db']) {
-    files[component] = parseDockerfile(await readFile(join(REPO_ROOT, component, 'Dockerfile'), 'utf8'));
+    texts[component] = await readFile(join(REPO_ROOT, component, 'Dockerfile'), 'utf8');
+    files[component] = parseDockerfile(texts[component]);
   }
   ignore = await DockerIgnore.read(REPO_ROOT);
   context = await listContext(REPO_ROOT, ignore);
@@ -46,6 +49,56 @@ function dockerfile(component: string): Dockerfile {
   if (!parsed) throw new Error(`no ${component}/Dockerfile`);
   return parsed;
 }
+
+// Where only a private registry (or none) is reachable: nothing may be pulled but the base
+// images, and those are build arguments (Jenkins points them at Nexus's proxy). BuildKit
+// pulls its frontend image for a `# syntax=` line, so there is none, and nothing needs
+// BuildKit: the classic builder (DOCKER_BUILDKIT=0, as `pnpm test:images` builds) builds them.
+describe('every Dockerfile builds where only a private registry (or none) is reachable', () => {
+  const BASES = {
+    api: ['NODE_IMAGE', 'node:20-bookworm-slim'],
+    worker: ['NODE_IMAGE', 'node:20-bookworm-slim'],
+    db: ['MYSQL_IMAGE', 'mysql:8.4'],
+  } as const;
+
+  it.each(['api', 'worker', 'db'] as const)(
+    '%s/Dockerfile: no parser directive, no BuildKit-only syntax',
+    (component) => {
+      const text = texts[component] ?? '';
+      // Docker reads directives (`# syntax=`, `# escape=`, `# check=`) from the leading comments.
+      const lines = text.split('\n');
+      const firstInstruction = lines.findIndex((line) => !/^\s*(#|$)/.test(line));
+      const leading = lines.slice(0, firstInstruction);
+      expect(leading.filter((line) => /^#\s*[a-z]+\s*=/i.test(line))).toEqual([]);
+      expect(text).not.toMatch(/^#\s*syntax\s*=/im);
+      const instructions = dockerfile(component).stages.flatMap((stage) => stage.instructions);
+      // RUN --mount/--network/--security, COPY --link/--chmod/--parents, heredocs: BuildKit only.
+      expect(instructions.filter((i) => i.keyword === 'RUN' && Object.keys(i.flags).length > 0)).toEqual([]);
+      for (const copy of instructions.filter((i) => i.keyword === 'COPY' || i.keyword === 'ADD')) {
+        expect(
+          Object.keys(copy.flags).filter((flag) => !['from', 'chown'].includes(flag)),
+          copy.args,
+        ).toEqual([]);
+      }
+      expect(instructions.filter((i) => /<<-?\s*['"]?[A-Z]+/.test(i.args)).map((i) => i.args)).toEqual([]);
+    },
+  );
+
+  it.each(['api', 'worker', 'db'] as const)(
+    "%s/Dockerfile: every base image is a build argument with today's default",
+    (component) => {
+      const [name, fallback] = BASES[component];
+      const { globalArgs, stages } = dockerfile(component);
+      expect(globalArgs[name]).toBe(fallback);
+      const names = stages.map((stage) => stage.name).filter(Boolean);
+      const froms = [...(texts[component] ?? '').matchAll(/^FROM\s+(\S+)/gim)].map((match) => match[1]);
+      expect(froms.length).toBeGreaterThan(0);
+      // Either the argument or an earlier stage: never a literal image that a build arg cannot replace.
+      for (const from of froms) expect([`\${${name}}`, ...names], `FROM ${from}`).toContain(from);
+      expect(froms[0]).toBe(`\${${name}}`);
+    },
+  );
+});
 
 describe('every COPY source is in the build context (the repository root, less .dockerignore)', () => {
   it.each(['api', 'worker', 'db'])('%s/Dockerfile', (component) => {

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -566,5 +566,74 @@ describe('pipeline scripts refuse a bad configuration', () => {
     expect(result.code).not.toBe(0);
     expect(result.stderr).toContain(`missing secret file ${empty}/mysql_root_password`);
     expect((await calls()).length).toBe(before);
+  });
+});
+
+describe('ci/build-images.sh on agents that reach only a private registry', () => {
+  /** Runs the script against a docker that only records its arguments. */
+  async function buildWith(env: Record<string, string>) {
+    const stub = await mkdtemp(join(tmp, 'recording-docker-'));
+    const record = join(stub, 'calls.jsonl');
+    await writeFile(
+      join(stub, 'docker'),
+      `#!/usr/bin/env node\nrequire('node:fs').appendFileSync(${JSON.stringify(record)}, JSON.stringify(process.argv.slice(2)) + '\\n');\n`,
+      { mode: 0o755 },
+    );
+    const result = await run('bash', ['ci/build-images.sh'], {
+      cwd: workspace,
+      env: { PATH: `${stub}:${process.env.PATH ?? ''}`, REGISTRY, GIT_COMMIT: COMMITS[0], ...env },
+    });
+    const text = await readFile(record, 'utf8').catch(() => '');
+    const builds = text
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as string[]);
+    return { result, builds };
+  }
+
+  it('passes the base images and DOCKER_BUILD_FLAGS to every build, and builds IMAGE_COMPONENTS only', async () => {
+    const proxy = `${REGISTRY}/dockerhub`;
+    const { result, builds } = await buildWith({
+      NODE_IMAGE: `${proxy}/library/node:20-bookworm-slim`,
+      MYSQL_IMAGE: `${proxy}/library/mysql:8.4`,
+      DOCKER_BUILD_FLAGS: ' --network host  --build-arg HTTPS_PROXY=http://proxy.example.test:3128 ',
+      IMAGE_COMPONENTS: 'api db',
+    });
+    expect(result.code, describeRun(result)).toBe(0);
+    expect(builds.map((args) => [args[0], flagValues({ tool: 'docker', args }, '--file'), args.at(-1)])).toEqual([
+      ['build', ['api/Dockerfile'], '.'],
+      ['build', ['db/Dockerfile'], '.'],
+    ]);
+    for (const args of builds) {
+      const call = { tool: 'docker', args };
+      expect(flagValues(call, '--network')).toEqual(['host']);
+      expect(flagValues(call, '--build-arg')).toEqual([
+        `NODE_IMAGE=${proxy}/library/node:20-bookworm-slim`,
+        `MYSQL_IMAGE=${proxy}/library/mysql:8.4`,
+        'HTTPS_PROXY=http://proxy.example.test:3128',
+      ]);
+      expect(args).not.toContain('');
+    }
+  });
+
+  it("adds nothing when the flags are empty (the Jenkinsfile parameter's default)", async () => {
+    expect(parameterDefaults().DOCKER_BUILD_FLAGS).toBe('');
+    const { result, builds } = await buildWith({ DOCKER_BUILD_FLAGS: '' });
+    expect(result.code, describeRun(result)).toBe(0);
+    expect(builds.map((args) => flagValues({ tool: 'docker', args }, '--file')[0])).toEqual([
+      'api/Dockerfile',
+      'worker/Dockerfile',
+      'db/Dockerfile',
+    ]);
+    for (const args of builds) {
+      expect(args.filter((arg) => ['--network', '--build-arg', ''].includes(arg))).toEqual([]);
+    }
+  });
+
+  it('refuses an unknown component before building anything', async () => {
+    const { result, builds } = await buildWith({ IMAGE_COMPONENTS: 'api web' });
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain('IMAGE_COMPONENTS: unknown component web');
+    expect(builds.map((args) => flagValues({ tool: 'docker', args }, '--file')[0])).toEqual([]);
   });
 });

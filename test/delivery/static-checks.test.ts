@@ -1,4 +1,4 @@
-import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -64,6 +64,17 @@ describe('ci/validate-delivery.sh passes on the repository', () => {
     },
     130_000,
   );
+});
+
+describe('the scripts of `pnpm test:images` (scripts/images)', () => {
+  it('pass shellcheck, following the library they source', async () => {
+    const scripts = (await readdir(join(REPO_ROOT, 'scripts/images'))).filter((name) => name.endsWith('.sh'));
+    expect(scripts.sort()).toEqual(['base-image.sh', 'engine.sh', 'lib.sh']);
+    const result = await run('shellcheck', ['-x', ...scripts.map((name) => `scripts/images/${name}`)], {
+      timeoutMs: 60_000,
+    });
+    expect(result.code, describeRun(result)).toBe(0);
+  });
 });
 
 /** A copy of the delivery files with `edit` applied to one of them. */
