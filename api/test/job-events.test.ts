@@ -138,6 +138,42 @@ describe('GET /jobs/:id/events', () => {
     expect(client.events.every((e) => ['job', 'progress', 'status'].includes(e.event ?? ''))).toBe(true);
   });
 
+  it('tells a transition whose log row lands late (the outbox waiting for MySQL), after the first wait', async () => {
+    const dir = await source('late-row');
+    const id = await queueBackup(api.app, { source: dir });
+    const client = await connect(base, `/jobs/${id}/events`, api.adminToken);
+    await waitFor(async () => (client.events.length > 0 ? true : undefined), 5000, 'the first event');
+
+    // The job leaves the queue now; its `cancelled` row lands only after the hub's first 5 s wait.
+    const job = await api.app.backupQueue.getJob(id);
+    await job?.remove();
+    const landed = new Promise<void>((resolve, reject) => {
+      setTimeout(() => {
+        api.app.logStore
+          .append({
+            action: 'backup',
+            parameter: dir,
+            jobId: id,
+            attempt: 1,
+            worker: 'test-worker',
+            destination: 'late-row',
+            status: 'cancelled',
+            code: 'CANCELLED',
+            message: 'its row was late',
+          })
+          .then(resolve, reject);
+      }, 6500);
+    });
+    try {
+      await waitFor(async () => (client.ended ? true : undefined), 20_000, 'the stream to end');
+    } finally {
+      await landed;
+      client.close();
+    }
+    expect(statuses(client)).toEqual(['cancelled']);
+    expect(Number(client.events.at(-1)?.id)).toBe(await rowId(id, 'cancelled'));
+  }, 30_000);
+
   it('answers 404 for an unknown job and for a job of another operator, before any stream', async () => {
     const unknown = await api.app.inject({ url: '/jobs/no-such-job/events', headers: { accept: 'text/event-stream' } });
     expect(unknown.statusCode).toBe(404);
