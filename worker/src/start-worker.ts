@@ -8,6 +8,7 @@ import {
   createLogRepository,
   createMysqlPool,
   createRedis,
+  createSubscriber,
   createRetentionStore,
   createSnapshotCatalog,
   isCancelRequested,
@@ -69,7 +70,11 @@ export function startWorker(config: CofferConfig, logger: Logger, options: Worke
     limits: config.mysqlLimits,
   });
   const connection = createRedis(config.redisUrl, 'worker');
-  const subscriber = createRedis(config.redisUrl, 'worker');
+  // A cancel request is broadcast; the worker that holds the job aborts its signal.
+  const channel = cancelChannel(config.queuePrefix);
+  const subscriber = createSubscriber(config.redisUrl, channel, {
+    failed: (err) => logger.error({ err }, 'cannot subscribe to cancel requests'),
+  });
   const eventsConnection = createRedis(config.redisUrl, 'worker');
   for (const redis of [connection, subscriber, eventsConnection]) {
     redis.on('error', (err) => logger.debug({ err: err.message }, 'redis connection error'));
@@ -152,12 +157,9 @@ export function startWorker(config: CofferConfig, logger: Logger, options: Worke
     })().catch((err: unknown) => logger.error({ err, jobId }, 'cannot record a job failed by stalling'));
   });
 
-  // A cancel request is broadcast; the worker that holds the job aborts its signal.
-  const channel = cancelChannel(config.queuePrefix);
   subscriber.on('message', (from: string, jobId: string) => {
     if (from === channel && worker.cancelJob(jobId, CANCEL_REASON)) logger.info({ jobId }, 'cancelling running job');
   });
-  subscriber.subscribe(channel).catch((err: unknown) => logger.error({ err }, 'cannot subscribe to cancel requests'));
 
   // ioredis reconnects by itself; this catches the rare worker that never does.
   let unhealthyChecks = 0;

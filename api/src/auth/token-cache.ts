@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { createRedis } from '@coffer/shared';
+import { createSubscriber } from '@coffer/shared';
 import { acknowledgeRevocation, parseRevocation, revocationChannel } from './revocation-list.js';
 import type { Principal } from './roles.js';
 
@@ -134,11 +134,20 @@ export function listenForRevocations(options: {
 }): RevocationListener {
   const { cache, log, queuePrefix } = options;
   const channel = revocationChannel(queuePrefix);
-  const subscriber = createRedis(options.redisUrl, 'worker');
   let closed = false;
   let resolveSubscribed: () => void = () => undefined;
   const subscribed = new Promise<void>((resolve) => {
     resolveSubscribed = resolve;
+  });
+  // The subscription's confirmation arrives on the connection that hears revocations, so once
+  // it is in (again, after each reconnection), every later revocation reaches us.
+  const subscriber = createSubscriber(options.redisUrl, channel, {
+    subscribed() {
+      if (closed || subscriber.status !== 'ready') return;
+      cache.setLive(true);
+      resolveSubscribed();
+    },
+    failed: (err) => log.warn({ err }, 'revocation listener cannot subscribe; tokens are looked up every time'),
   });
 
   subscriber.on('error', (err: Error) =>
@@ -151,18 +160,6 @@ export function listenForRevocations(options: {
   subscriber.on('close', lose);
   subscriber.on('reconnecting', lose);
   subscriber.on('end', lose);
-  // On every (re)connection: the subscription's confirmation arrives on this very connection,
-  // so once it is in, every later revocation reaches us.
-  subscriber.on('ready', () => {
-    subscriber.subscribe(channel).then(
-      () => {
-        if (closed || subscriber.status !== 'ready') return;
-        cache.setLive(true);
-        resolveSubscribed();
-      },
-      (err: unknown) => log.warn({ err }, 'revocation listener cannot subscribe; tokens are looked up every time'),
-    );
-  });
   subscriber.on('message', (from: string, message: string) => {
     if (from !== channel) return;
     const revocation = parseRevocation(message);
