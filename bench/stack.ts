@@ -9,6 +9,7 @@ import { createConnection } from 'mysql2/promise';
 import { ROOT } from './settings.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const PROFILE_DIR = process.env.BENCH_PROFILE_DIR;
 const MYSQL = {
   host: process.env.MYSQL_HOST ?? '127.0.0.1',
   port: Number(process.env.MYSQL_PORT ?? 3306),
@@ -64,7 +65,11 @@ export const mysqlServer = MYSQL;
 /** Starts `node <args>` from the repository root, its output in `<logDir>/<name>.log`. */
 export function launch(scope: Scope, name: string, args: readonly string[], env: Record<string, string>): ChildProcess {
   const log = createWriteStream(join(scope.logDir, `${name}.log`));
-  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // BENCH_PROFILE_DIR: each process writes a CPU profile there when it exits (see `pnpm bench:profile`).
+  const profile = PROFILE_DIR
+    ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}.cpuprofile`]
+    : [];
+  const child = spawn(process.execPath, [...profile, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
   scope.processes.push(child);

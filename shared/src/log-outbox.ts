@@ -25,6 +25,13 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then
 end
 return 0`;
 
+// Appends a finished job's rows and marks it finished, together. A script rather than MULTI:
+// ioredis builds each MULTI as a pipeline that copies every script BullMQ defined on the
+// connection, which cost a submission more than its queue add.
+const RECORD_FINISHED = `
+redis.call('SET', KEYS[2], ARGV[1], 'EX', tonumber(ARGV[2]))
+return redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))`;
+
 const RELEASE_IF_OWNER = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
@@ -149,24 +156,27 @@ export function createLogOutbox({ redis, prefix, logStore, logger }: LogOutboxOp
 
     /**
      * Records transitions durably (in Redis) and in order. A terminal one also
-     * marks the job finished, with `result`, in the same transaction.
+     * marks the job finished, with `result`, atomically with them.
      */
     async record(entries: readonly LogEntry[], result?: unknown): Promise<void> {
       const now = new Date();
       const stamped = entries.map((entry) => JSON.stringify({ date: now, ...entry }));
-      const multi = redis.multi().rpush(listKey, ...stamped);
       const terminal = entries.find((entry) => entry.jobId && isTerminal(entry.status));
       if (terminal?.jobId) {
-        multi.set(
+        const marker = JSON.stringify({ status: terminal.status, result: result ?? null });
+        await redis.eval(
+          RECORD_FINISHED,
+          2,
+          listKey,
           markerKey(terminal.jobId),
-          JSON.stringify({ status: terminal.status, result: result ?? null }),
-          'EX',
+          marker,
           MARKER_TTL_SECONDS,
+          ...stamped,
         );
+      } else {
+        // One command: the rows land together or not at all.
+        await redis.rpush(listKey, ...stamped);
       }
-      const replies = await multi.exec();
-      const failed = replies?.find(([err]) => err);
-      if (!replies || failed) throw failed?.[0] ?? new Error('Redis transaction aborted');
       poke();
     },
 
