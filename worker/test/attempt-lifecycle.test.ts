@@ -127,6 +127,13 @@ interface Setup {
   activeDelayMs?: number;
 }
 
+/** The processor's clocks, moved only by tests: both clocks advance together. */
+const clock = {
+  elapsedMs: 0,
+  monotonic: () => clock.elapsedMs,
+  wall: () => Date.parse('2026-01-01') + clock.elapsedMs,
+};
+
 function setup({ runners, cancelRequested = false, finished = null, failRecords = false, activeDelayMs }: Setup) {
   const out = fakeOutbox(finished, failRecords);
   const noted: string[] = [];
@@ -140,6 +147,7 @@ function setup({ runners, cancelRequested = false, finished = null, failRecords 
         noted.push(jobId);
       },
       ...(activeDelayMs === undefined ? {} : { activeDelayMs }),
+      clocks: clock,
     },
     runners,
   );
@@ -523,7 +531,12 @@ describe('cancel, shutdown and lost locks', () => {
   });
 
   it('the lock lost when the runner fails: nothing after active, and an error', async () => {
-    const { process, statuses, noted } = setup({ runners: { backup: failing(new Error('EIO')) } });
+    // Failing after a lock's time: another attempt may have the job by now.
+    const slowFailure = runner<'backup'>(async () => {
+      clock.elapsedMs += LOCK_MS;
+      throw new Error('EIO');
+    });
+    const { process, statuses, noted } = setup({ runners: { backup: slowFailure } });
     const { job, calls } = fakeJob({ lockHeld: false, attemptsMade: 2, attempts: 3 });
 
     const err = await rejection(process(job, TOKEN));
@@ -533,6 +546,29 @@ describe('cancel, shutdown and lost locks', () => {
     expect(calls.extendLock).toEqual([[TOKEN, LOCK_MS]]);
     expect(calls.moveToWait).toEqual([]);
     expect(noted).toEqual([]);
+  });
+
+  it('asks whether it still holds the lock only once half of the lock time has passed', async () => {
+    const asked: boolean[] = [];
+    const checking = runner<'backup'>(async ({ stillOwned }) => {
+      asked.push(await stillOwned());
+      clock.elapsedMs += LOCK_MS / 2;
+      asked.push(await stillOwned());
+      throw new Error('EIO');
+    });
+    const { process, statuses } = setup({ runners: { backup: checking } });
+    const { job, calls } = fakeJob({ lockHeld: false, attemptsMade: 0, attempts: 1 });
+
+    await rejection(process(job, TOKEN));
+
+    // Just started: the lock was taken a moment ago, no need to ask; half its time later it asks
+    // (and once more on failing, as the lock is still not proven).
+    expect(asked).toEqual([true, false]);
+    expect(calls.extendLock).toEqual([
+      [TOKEN, LOCK_MS],
+      [TOKEN, LOCK_MS],
+    ]);
+    expect(statuses()).toEqual(['active']);
   });
 
   it('AttemptSuperseded thrown by the runner: nothing after active', async () => {

@@ -19,6 +19,7 @@ import {
 } from '@coffer/shared';
 import { AttemptSuperseded } from '../copy/index.js';
 import { createProgressReporter, type ProgressReporter } from './progress-reporter.js';
+import { createOwnershipCheck, type Clocks } from './ownership-check.js';
 
 /** Abort reasons: a user's cancel ends the job; a shutdown hands it back to the queue. */
 export const CANCEL_REASON = 'cancelled by request';
@@ -84,6 +85,8 @@ export interface LifecycleDeps {
    * before the job runs.
    */
   activeDelayMs?: number;
+  /** The clocks that tell whether a lock may have lapsed (see `createOwnershipCheck`). Default: the system's. */
+  clocks?: Clocks;
 }
 
 /** A job this worker brought to its final status. */
@@ -184,8 +187,15 @@ export function createJobProcessor(deps: LifecycleDeps, runners: KindRunners) {
 
     // Renewing the lock proves this attempt still owns the job: a worker paused past its lock
     // (a VM pause, starvation) finds another attempt running it and must write nothing more.
-    const stillOwned = async (): Promise<boolean> =>
-      token === undefined || (await job.extendLock(token, config.jobLockMs)) === 1;
+    // The lock was taken just before this call, so a short job needs no renewal to prove it.
+    const stillOwned =
+      token === undefined
+        ? async () => true
+        : createOwnershipCheck(
+            async () => (await job.extendLock(token, config.jobLockMs)) === 1,
+            config.jobLockMs,
+            deps.clocks,
+          );
     const superseded = (err: unknown) => {
       logger.warn({ err, attempt: number }, 'attempt lost the job to another one; stopping without a trace');
       return new Error(`attempt ${number} of job ${jobId} lost its lock`);
