@@ -14,6 +14,7 @@ import logStore from './plugins/log-store.js';
 import metrics from './plugins/metrics.js';
 import mysql from './plugins/mysql.js';
 import queue from './plugins/queue.js';
+import queueEvents from './plugins/queue-events.js';
 import rateLimit from './plugins/rate-limit.js';
 import security from './plugins/security.js';
 import snapshotStore from './plugins/snapshot-store.js';
@@ -116,6 +117,7 @@ export async function buildApp({ config, logger, https }: AppOptions): Promise<F
   await app.register(snapshotStore);
   await app.register(retentionStore);
   await app.register(queue, { config });
+  await app.register(queueEvents, { config });
   await app.register(errors, { config });
   await app.register(auth, { config });
   await app.register(rateLimit, { config });
@@ -127,7 +129,7 @@ export async function buildApp({ config, logger, https }: AppOptions): Promise<F
   await app.register(restoreRoutes, { config });
   await app.register(verifyRoutes);
   await app.register(jobRoutes, { config });
-  await app.register(jobEvents, { config });
+  await app.register(jobEvents);
   await app.register(eventRoutes);
   await app.register(logRoutes);
   await app.register(snapshotRoutes);

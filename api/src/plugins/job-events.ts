@@ -1,7 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { QueueEvents } from 'bullmq';
 import fp from 'fastify-plugin';
-import { QUEUE_NAME, createRedis, isTerminal, settlesWithin, type CofferConfig, type LogRow } from '@coffer/shared';
+import { isTerminal, type LogRow } from '@coffer/shared';
 import { createJobLookup } from '../jobs/job-lookup.js';
 import type { JobView } from '../jobs/job-view.js';
 
@@ -49,7 +48,6 @@ const ROW_POLL_MS = 100;
  */
 const LATE_ROW_WAIT_MS = 120_000;
 const LATE_ROW_POLL_MS = 1000;
-const CLOSE_WAIT_MS = 1000;
 
 /** Job status rows of the log; `queued` is where a job starts, not a transition. */
 export function isTransition(row: LogRow): boolean {
@@ -57,17 +55,14 @@ export function isTransition(row: LogRow): boolean {
 }
 
 /**
- * One BullMQ `QueueEvents` subscription per API process (so any replica streams any worker's
- * jobs), fanned out to the event streams. A transition is told with the job's log, since log
+ * The API process's queue events (so any replica streams any worker's jobs), fanned out to
+ * the event streams and webhooks. A transition is told with the job's log, since log
  * row ids are what a client resumes from: each BullMQ event makes the hub read the job's log
  * (waiting briefly for the row the event implies) once for every stream.
  */
-export default fp<{ config: CofferConfig }>(
-  async (app, { config }) => {
-    const connection = createRedis(config.redisUrl, 'worker');
-    connection.on('error', (err) => app.log.debug({ err: err.message }, 'queue events connection error'));
-    const queueEvents = new QueueEvents(QUEUE_NAME, { connection, prefix: config.queuePrefix });
-    queueEvents.on('error', (err) => app.log.warn({ err: err.message }, 'queue events error'));
+export default fp(
+  async (app) => {
+    const { queueEvents } = app;
     const lookup = createJobLookup(app.backupQueue, app.logStore);
     const listeners = new Set<JobEventListener>();
     // Jobs whose log is being read, with the statuses of events that came meanwhile.
@@ -155,12 +150,6 @@ export default fp<{ config: CofferConfig }>(
       for (const listener of [...listeners]) listener.close();
       listeners.clear();
     });
-    app.addHook('onClose', async () => {
-      // BullMQ's close waits for a first connection that a Redis away at start never gave: bounded.
-      const closed = queueEvents.close().catch((err: unknown) => app.log.warn({ err }, 'cannot close queue events'));
-      await settlesWithin(closed, CLOSE_WAIT_MS);
-      connection.disconnect();
-    });
   },
-  { name: 'job-events', dependencies: ['queue', 'log-store'] },
+  { name: 'job-events', dependencies: ['queue', 'queue-events', 'log-store'] },
 );

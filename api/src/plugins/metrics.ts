@@ -1,20 +1,12 @@
 import fp from 'fastify-plugin';
-import { QueueEvents } from 'bullmq';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RowDataPacket } from 'mysql2/promise';
-import {
-  JOB_KINDS,
-  QUEUE_NAME,
-  countCancelledAmongFailed,
-  createRedis,
-  decodeFailure,
-  settlesWithin,
-  type CofferConfig,
-} from '@coffer/shared';
+import { JOB_KINDS, countCancelledAmongFailed, decodeFailure, type CofferConfig } from '@coffer/shared';
 import { ANY_ROLE } from '../auth/roles.js';
 
 const QUEUE_STATES = ['waiting', 'active', 'delayed', 'prioritized', 'completed', 'failed'] as const;
-const CLOSE_TIMEOUT_MS = 1000;
+/** Kinds of jobs added and not yet finished kept in memory at most (the oldest dropped first: ~100 B each). */
+const MAX_TRACKED_KINDS = 100_000;
 
 /** One destination's snapshots, as a scrape reads them from the catalog. */
 interface DestinationSnapshots {
@@ -153,17 +145,22 @@ export default fp<{ config: CofferConfig }>(
       registers: [registry],
     });
 
-    // Queue events name the job, not its kind: that is the job's name in its hash.
+    // Finished events name the job, not its kind: that comes from its `added` event (the same
+    // stream, read in order), or for a job added before this process started, its hash.
+    const kinds = new Map<string, string>();
+    const events = app.queueEvents;
+    events.on('added', ({ jobId, name }) => {
+      if (kinds.size >= MAX_TRACKED_KINDS) kinds.delete(kinds.keys().next().value as string);
+      kinds.set(jobId, name);
+    });
+    events.on('removed', ({ jobId }) => kinds.delete(jobId));
     async function kindOf(jobId: string): Promise<string> {
-      const name = await app.redis.hget(app.backupQueue.toKey(jobId), 'name').catch(() => null);
+      const known = kinds.get(jobId);
+      kinds.delete(jobId);
+      const name = known ?? (await app.redis.hget(app.backupQueue.toKey(jobId), 'name').catch(() => null));
       return name !== null && (JOB_KINDS as readonly string[]).includes(name) ? name : 'unknown';
     }
 
-    // QueueEvents blocks on a stream read, so it needs a connection of its own.
-    const eventsConnection = createRedis(config.redisUrl, 'worker');
-    eventsConnection.on('error', (err) => app.log.debug({ err: err.message }, 'queue events connection error'));
-    const events = new QueueEvents(QUEUE_NAME, { connection: eventsConnection, prefix: config.queuePrefix });
-    events.on('error', (err) => app.log.warn({ err: err.message }, 'queue events error'));
     events.on('completed', ({ jobId, returnvalue }) => {
       void kindOf(jobId).then((kind) => {
         finished.inc({ kind, status: 'completed' });
@@ -201,12 +198,6 @@ export default fp<{ config: CofferConfig }>(
         return registry.metrics();
       },
     );
-
-    app.addHook('onClose', async () => {
-      // close() never settles if the connection never became ready (Redis down since start).
-      await settlesWithin(events.close(), CLOSE_TIMEOUT_MS);
-      eventsConnection.disconnect();
-    });
   },
-  { name: 'metrics', dependencies: ['queue'] },
+  { name: 'metrics', dependencies: ['queue', 'queue-events'] },
 );
