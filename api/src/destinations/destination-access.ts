@@ -26,37 +26,23 @@ export function createDestinationAccess(store: DestinationRepository) {
     known.set(name, owner);
   };
 
-  // Lookups in flight, per destination: a burst into a destination not yet known reads its owner once.
-  const looking = new Map<string, Promise<string | null>>();
+  // A burst into a destination not yet known reads its owner once; a burst of first backups
+  // into a new destination waits for one claim instead of queueing each for the claim lock.
+  const lookUps = singleFlight<string | null>();
+  const claims = singleFlight<{ neighbour: string | null; owner: string | null }>();
   const lookUp = (destination: string): Promise<string | null> => {
     const cached = known.get(destination);
     if (cached !== undefined) return Promise.resolve(cached);
-    let pending = looking.get(destination);
-    if (!pending) {
-      pending = store.owner(destination).finally(() => looking.delete(destination));
-      looking.set(destination, pending);
-    }
-    return pending;
+    return lookUps(destination, () => store.owner(destination));
   };
-
-  // Claims in flight, per destination and claimant: a burst of first backups into a new
-  // destination waits for one claim instead of queueing each for the claim lock.
-  const claiming = new Map<string, Promise<{ neighbour: string | null; owner: string | null }>>();
-  const claimOnce = (destination: string, principal: Principal, admin: boolean) => {
-    const key = `${destination}\0${principal.name}\0${admin}`;
-    let pending = claiming.get(key);
-    if (!pending) {
-      pending = store
-        .serialised(async (queries) => {
-          const [neighbour] = await queries.neighbours(destination, principal.name);
-          if (neighbour && !admin) return { neighbour: neighbour.name, owner: null };
-          return { neighbour: null, owner: await queries.claim(destination, principal.name) };
-        })
-        .finally(() => claiming.delete(key));
-      claiming.set(key, pending);
-    }
-    return pending;
-  };
+  const claimOnce = (destination: string, principal: Principal, admin: boolean) =>
+    claims(`${destination}\0${principal.name}\0${admin}`, () =>
+      store.serialised(async (queries) => {
+        const [neighbour] = await queries.neighbours(destination, principal.name);
+        if (neighbour && !admin) return { neighbour: neighbour.name, owner: null };
+        return { neighbour: null, owner: await queries.claim(destination, principal.name) };
+      }),
+    );
 
   return {
     /** The token that owns `destination`, null while nobody does. Only looks: never claims. */
@@ -98,4 +84,17 @@ export function refusalMessage(destination: string, refusal: DestinationRefusal)
     case 'contains':
       return `destination "${destination}" would contain a destination that belongs to another token`;
   }
+}
+
+/** Runs `start` once per key at a time: callers asking while it runs share its promise. */
+function singleFlight<T>(): (key: string, start: () => Promise<T>) => Promise<T> {
+  const running = new Map<string, Promise<T>>();
+  return (key, start) => {
+    let pending = running.get(key);
+    if (!pending) {
+      pending = start().finally(() => running.delete(key));
+      running.set(key, pending);
+    }
+    return pending;
+  };
 }
