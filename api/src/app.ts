@@ -10,6 +10,7 @@ import docs from './plugins/docs.js';
 import errors from './plugins/errors.js';
 import jobEvents from './plugins/job-events.js';
 import jobSubmitter from './plugins/job-submitter.js';
+import logOutbox from './plugins/log-outbox.js';
 import logStore from './plugins/log-store.js';
 import metrics from './plugins/metrics.js';
 import mysql from './plugins/mysql.js';
@@ -118,6 +119,7 @@ export async function buildApp({ config, logger, https }: AppOptions): Promise<F
   await app.register(retentionStore);
   await app.register(queue, { config });
   await app.register(queueEvents, { config });
+  await app.register(logOutbox, { config });
   await app.register(errors, { config });
   await app.register(auth, { config });
   await app.register(rateLimit, { config });

@@ -90,10 +90,7 @@ export default fp<{ config: CofferConfig }>(
         // Straight to MySQL; while it is away, through the log outbox in Redis, which lands it later.
         await app.logStore
           .append(row)
-          .catch((err: unknown) => {
-            if (!app.hasDecorator('logOutbox')) throw err;
-            return app.logOutbox.record([row]);
-          })
+          .catch(() => app.logOutbox.record([row]))
           .catch((err: unknown) => request.log.error({ err }, 'cannot log a rejected request'));
       }
       return reply.code(statusCode).send({ statusCode, error: STATUS_CODES[statusCode] ?? 'Error', message, code });
@@ -108,5 +105,5 @@ export default fp<{ config: CofferConfig }>(
       }),
     );
   },
-  { name: 'errors', dependencies: ['log-store'] },
+  { name: 'errors', dependencies: ['log-store', 'log-outbox'] },
 );

@@ -1,7 +1,6 @@
 import fp from 'fastify-plugin';
 import type { CofferConfig } from '@coffer/shared';
 import { createJobSubmitter, type JobSubmitter } from '../jobs/submit-job.js';
-import logOutbox from './log-outbox.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -10,10 +9,9 @@ declare module 'fastify' {
   }
 }
 
-/** `submitJob`, whose `queued` rows go through the log outbox (registered here unless the app already did). */
+/** `submitJob`, whose `queued` rows go through the log outbox. */
 export default fp<{ config: CofferConfig }>(
   async (app, { config }) => {
-    if (!app.hasDecorator('logOutbox')) await app.register(logOutbox, { config });
     app.decorate(
       'submitJob',
       createJobSubmitter({
@@ -26,5 +24,5 @@ export default fp<{ config: CofferConfig }>(
       }),
     );
   },
-  { name: 'job-submitter', dependencies: ['log-store', 'queue'] },
+  { name: 'job-submitter', dependencies: ['log-store', 'queue', 'log-outbox'] },
 );

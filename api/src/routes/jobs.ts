@@ -15,7 +15,6 @@ import { JobFinished, JobNotFound, QueueUnavailable } from '../errors.js';
 import { createJobLookup } from '../jobs/job-lookup.js';
 import type { JobView } from '../jobs/job-view.js';
 import { principalOf } from '../plugins/auth.js';
-import logOutbox from '../plugins/log-outbox.js';
 import { cursorQuery, errorResponses, jobIdSchema } from '../schemas.js';
 
 const idParams = {
@@ -27,8 +26,6 @@ const idParams = {
 const QUEUED_STATES = new Set(['waiting', 'delayed', 'prioritized', 'waiting-children']);
 
 const jobRoutes: FastifyPluginAsync<{ config: CofferConfig }> = async (app, { config }) => {
-  // The submitter registers the outbox (its `queued` rows go through it); registered here if it did not.
-  if (!app.hasDecorator('logOutbox')) await app.register(logOutbox, { config });
   const lookup = createJobLookup(app.backupQueue, app.logStore);
 
   app.get<{ Params: { id: string } }>(
