@@ -14,6 +14,8 @@ export const SNAPSHOT_NAME = /^\d{8}T\d{6}\.\d{3}Z-/;
 export const PARTIAL_PREFIX = '.partial-';
 /** The hidden folder in each destination where Coffer keeps its own metadata. */
 export const METADATA_FOLDER = '.coffer';
+/** The file at the top of BACKUP_ROOT that names the backup store the folder is (see the worker's store check). */
+export const STORE_MARKER = '.coffer-store';
 
 /** Where the manifest of the snapshot folder `snapshotPath` lives: `<folder>/.coffer/<name>.manifest.ndjson`. */
 export function manifestPathOf(snapshotPath: string): string {
@@ -109,7 +111,12 @@ export function checkDestination(destination: string): PathProblem | null {
   if (destination.length > MAX_DESTINATION_LENGTH)
     return invalid(`is longer than ${MAX_DESTINATION_LENGTH} characters`);
   if (destination.startsWith('/')) return invalid('must be a relative name, not an absolute path');
-  for (const segment of destination.split('/')) {
+  const segments = destination.split('/');
+  // The marker and its drafts (`<marker>.<id>.tmp`) sit beside the destinations.
+  if (segments[0]?.startsWith(STORE_MARKER)) {
+    return invalid(`"${destination}" would take the place of Coffer's store marker ("${STORE_MARKER}…" is reserved)`);
+  }
+  for (const segment of segments) {
     if (segment === '') return invalid('must not contain empty segments ("//" or a trailing "/")');
     if (segment === '.' || segment === '..') return invalid('must not contain "." or ".." segments');
     if (!DESTINATION_SEGMENT.test(segment)) {

@@ -80,6 +80,10 @@ describe('destination names', () => {
     ['demo/.partial-', /inside a snapshot/],
     ['demo/.coffer', /inside a snapshot/],
     ['.coffer/x', /inside a snapshot/],
+    // The store marker beside the destinations, and its drafts.
+    ['.coffer-store', /store marker/],
+    ['.coffer-store/x', /store marker/],
+    ['.coffer-store.1f2e.tmp', /store marker/],
   ])('refuses %j', (name, message) => {
     expect(checkDestination(name)?.message).toMatch(message);
   });

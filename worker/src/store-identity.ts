@@ -2,10 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Pool, RowDataPacket } from 'mysql2/promise';
+import { STORE_MARKER } from '@coffer/shared';
 import { errorCode } from './copy/errno.js';
-
-/** The marker file, in BACKUP_ROOT, that names the store the folder is. */
-export const STORE_MARKER = '.coffer-store';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

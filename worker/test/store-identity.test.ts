@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Pool, RowDataPacket } from 'mysql2/promise';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createMysqlPool } from '@coffer/shared';
+import { STORE_MARKER, createMysqlPool } from '@coffer/shared';
 import { createTestEnvironment, type TestEnvironment } from '../../test/helpers/environment.js';
-import { STORE_MARKER, StoreMismatch, claimStore } from '../src/store-identity.js';
+import { StoreMismatch, claimStore } from '../src/store-identity.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 let env: TestEnvironment;
