@@ -28,6 +28,7 @@ import { copyMode, keepsOwners, tryChown } from './owners.js';
 import { MAX_PATH_BYTES, PathTooLongError } from './path-too-long.js';
 import { CHUNK_SIZE, copyData, looksSparse, type BetweenChunks } from './file-data.js';
 import { checksumContents, checksumOfFile } from './file-checksum.js';
+import { sameMtime } from './file-times.js';
 import { displayPath, folderLine, linkLine, type Checksum, type CopyStats } from './manifest-lines.js';
 import { ManifestPart, inPreviousManifest, ofRegisteredInode, type ChecksumSource } from './manifest-parts.js';
 import { PreviousIndexReader, type PreviousIndex } from './previous-index.js';
@@ -129,9 +130,6 @@ export class CopyStopped extends Error {
 // Directories are filled while private and owner-writable, so a read-only source
 // directory can still be filled; they get their real mode once complete.
 const FILLING_MODE = 0o700;
-// Node sets times from a double of seconds, so a copy's mtime is the source's to within a
-// microsecond, never exactly: two mtimes closer than this are the same.
-const SAME_MTIME_MS = 0.001;
 // A failed hard link leaves the file to be copied instead: the previous snapshot has no such
 // file (or a folder there: EPERM), it has too many links already, or lives on another file system.
 const LINK_FALLBACK_CODES = new Set(['ENOENT', 'ENOTDIR', 'EMLINK', 'EXDEV', 'EPERM', 'EACCES']);
@@ -699,7 +697,7 @@ class SyncTreeCopier {
     return (
       copy.size === stats.size &&
       (copy.mode & 0o7777) === copyMode(stats.mode, this.#keepOwners) &&
-      Math.abs(copy.mtimeMs - stats.mtimeMs) < SAME_MTIME_MS
+      sameMtime(copy.mtimeMs, stats.mtimeMs)
     );
   }
 

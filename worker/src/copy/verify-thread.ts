@@ -8,6 +8,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { JobFailure, type FailureProblem } from '@coffer/shared/failure';
 import type { JobProgress, ManifestEntry } from '@coffer/shared/job-contract';
 import { errorCode } from './errno.js';
+import { sameMtime } from './file-times.js';
 import { entryPathBytes, linkTargetBytes, readManifest } from './manifest-file.js';
 import { displayPath } from './manifest-lines.js';
 import { FILE_FLAGS, FOLDER_FLAGS, entryPath, folderPrefix, isSpecial, listFolder } from './open-at.js';
@@ -28,8 +29,6 @@ const PROGRESS_INTERVAL_MS = 200;
 // stay in the CPU's cache from the read to the hash (measured faster than 1 MiB) and to see a
 // stop within a millisecond.
 const CHUNK_SIZE = 256 * 1024;
-// The copy's times match the original's to under a microsecond, never exactly.
-const SAME_MTIME_MS = 0.001;
 // An entry the listing showed that is gone when opened.
 const VANISHED_CODES = new Set(['ENOENT']);
 // No longer the kind the listing showed: a link (refused by O_NOFOLLOW), a folder, a socket.
@@ -377,7 +376,7 @@ function sameMetadata(stats: Stats, expected: ManifestEntry, withSize: boolean):
   return (
     (!withSize || stats.size === expected.size) &&
     (stats.mode & 0o7777) === expected.mode &&
-    Math.abs(stats.mtimeMs - expected.mtime) <= SAME_MTIME_MS
+    sameMtime(stats.mtimeMs, expected.mtime)
   );
 }
 
