@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pool } from 'mysql2/promise';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@coffer/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   createBackupQueue,
@@ -108,7 +108,7 @@ function startApi(): ChildProcess {
 let longSource: string;
 let pool: Pool;
 let logs: LogRepository;
-let redis: Redis;
+let redis: RedisClient;
 let queue: BackupQueue;
 
 beforeAll(async () => {

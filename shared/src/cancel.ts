@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import { QUEUE_NAME } from './job.js';
 
 // A cancel request crosses processes through Redis: a key (so a worker that
@@ -14,7 +14,7 @@ export function cancelChannel(prefix: string): string {
   return `${prefix}:${QUEUE_NAME}:cancel`;
 }
 
-export async function requestCancel(redis: Redis, prefix: string, jobId: string): Promise<void> {
+export async function requestCancel(redis: RedisClient, prefix: string, jobId: string): Promise<void> {
   await redis
     .multi()
     .set(cancelKey(prefix, jobId), '1', 'EX', CANCEL_TTL_SECONDS)
@@ -22,7 +22,7 @@ export async function requestCancel(redis: Redis, prefix: string, jobId: string)
     .exec();
 }
 
-export async function isCancelRequested(redis: Redis, prefix: string, jobId: string): Promise<boolean> {
+export async function isCancelRequested(redis: RedisClient, prefix: string, jobId: string): Promise<boolean> {
   return (await redis.exists(cancelKey(prefix, jobId))) === 1;
 }
 
@@ -33,7 +33,7 @@ function cancelledKey(prefix: string): string {
 }
 
 /** Notes that a job ended cancelled; entries older than `keepSeconds` (the queue's retention) are dropped. */
-export async function noteCancelled(redis: Redis, prefix: string, jobId: string, keepSeconds: number): Promise<void> {
+export async function noteCancelled(redis: RedisClient, prefix: string, jobId: string, keepSeconds: number): Promise<void> {
   const now = Date.now();
   await redis
     .multi()
@@ -43,6 +43,6 @@ export async function noteCancelled(redis: Redis, prefix: string, jobId: string,
 }
 
 /** How many of the jobs in the failed set `failedKey` were cancelled rather than failed (Redis 7's ZINTERCARD). */
-export async function countCancelledAmongFailed(redis: Redis, prefix: string, failedKey: string): Promise<number> {
+export async function countCancelledAmongFailed(redis: RedisClient, prefix: string, failedKey: string): Promise<number> {
   return Number(await redis.call('ZINTERCARD', 2, failedKey, cancelledKey(prefix)));
 }

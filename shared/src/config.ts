@@ -8,7 +8,13 @@ import { withSettingsFile } from './settings-file.js';
 export { ConfigError } from './config-error.js';
 
 /** Variables that may also be read from `NAME_FILE` (Docker secrets). */
-const SECRET_VARIABLES = ['REDIS_URL', 'MYSQL_PASSWORD', 'API_ADMIN_TOKEN'] as const;
+const SECRET_VARIABLES = [
+  'REDIS_URL',
+  'REDIS_PASSWORD',
+  'REDIS_SENTINEL_PASSWORD',
+  'MYSQL_PASSWORD',
+  'API_ADMIN_TOKEN',
+] as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -17,6 +23,12 @@ const schema = {
   type: 'object',
   properties: {
     REDIS_URL: { type: 'string', pattern: '^rediss?://', default: 'redis://127.0.0.1:6379' },
+    REDIS_CLUSTER_NODES: { type: 'string', minLength: 1 },
+    REDIS_SENTINELS: { type: 'string', minLength: 1 },
+    REDIS_SENTINEL_NAME: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' },
+    REDIS_USERNAME: { type: 'string', minLength: 1 },
+    REDIS_PASSWORD: { type: 'string', minLength: 1 },
+    REDIS_SENTINEL_PASSWORD: { type: 'string', minLength: 1 },
     QUEUE_PREFIX: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$', default: 'coffer' },
     MYSQL_HOST: { type: 'string', minLength: 1, default: '127.0.0.1' },
     MYSQL_PORT: { type: 'integer', minimum: 1, maximum: 65535, default: 3306 },
@@ -89,10 +101,41 @@ export const DEFAULT_MYSQL_LIMITS: MysqlLimits = Object.freeze({
   connectTimeoutMs: schema.properties.MYSQL_CONNECT_TIMEOUT_MS.default,
 });
 
+/** A Redis server, cluster node or Sentinel, as `host:port`. */
+export interface RedisNode {
+  host: string;
+  port: number;
+}
+
+/** Credentials for the Redis servers of a cluster or a Sentinel-watched primary. */
+interface RedisCredentials {
+  username: string | undefined;
+  password: string | undefined;
+}
+
+/**
+ * Where Coffer's Redis is: one server (REDIS_URL), a Redis Cluster (REDIS_CLUSTER_NODES), or
+ * a primary watched by Sentinels (REDIS_SENTINELS and REDIS_SENTINEL_NAME).
+ */
+export type RedisTarget =
+  | { mode: 'single'; url: string }
+  | ({ mode: 'cluster'; nodes: readonly RedisNode[] } & RedisCredentials)
+  | ({
+      mode: 'sentinel';
+      sentinels: readonly RedisNode[];
+      name: string;
+      sentinelPassword: string | undefined;
+    } & RedisCredentials);
+
 /** Everything a Coffer process reads from its environment, validated once. */
 export interface CofferConfig {
+  /** REDIS_URL, what `redis` connects to when it is a single server. */
   redisUrl: string;
-  /** BullMQ key prefix. Default `coffer`. */
+  redis: RedisTarget;
+  /**
+   * Prefix of every Redis key and channel: QUEUE_PREFIX (default `coffer`); with a Redis
+   * Cluster, wrapped as a hash tag (`{coffer}`), so every key Coffer uses together is in one slot.
+   */
   queuePrefix: string;
   mysql: MysqlSettings;
   mysqlLimits: MysqlLimits;
@@ -185,6 +228,54 @@ function describeSchemaErrors(error: unknown): string[] {
   });
 }
 
+/** `host:port,host:port` (IPv6 addresses in brackets); problems are added to `problems`. */
+function parseNodes(variable: string, value: string, problems: string[]): RedisNode[] {
+  const nodes: RedisNode[] = [];
+  for (const item of value.split(',').map((part) => part.trim())) {
+    const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$/.exec(item);
+    const port = Number(match?.[2]);
+    if (!match?.[1] || port < 1 || port > 65535) {
+      problems.push(`${variable} entries must be host:port, got "${item}"`);
+      continue;
+    }
+    nodes.push({ host: match[1].replace(/^\[(.*)\]$/, '$1'), port });
+  }
+  return nodes;
+}
+
+/** Which Redis to use; at most one of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS. */
+function redisTarget(parsed: Record<string, unknown>, data: Record<string, unknown>, problems: string[]): RedisTarget {
+  const text = (name: string) => (typeof parsed[name] === 'string' ? parsed[name] : undefined);
+  const credentials = { username: text('REDIS_USERNAME'), password: text('REDIS_PASSWORD') };
+  const cluster = text('REDIS_CLUSTER_NODES');
+  const sentinels = text('REDIS_SENTINELS');
+  const chosen = ['REDIS_URL', 'REDIS_CLUSTER_NODES', 'REDIS_SENTINELS'].filter((name) => data[name] !== undefined);
+  if (chosen.length > 1) problems.push(`${chosen.join(' and ')} are set; set only one of them`);
+  if (sentinels === undefined && text('REDIS_SENTINEL_NAME') !== undefined) {
+    problems.push('REDIS_SENTINEL_NAME goes with REDIS_SENTINELS: set both or neither');
+  }
+  if (cluster !== undefined) {
+    return { mode: 'cluster', nodes: parseNodes('REDIS_CLUSTER_NODES', cluster, problems), ...credentials };
+  }
+  if (sentinels !== undefined) {
+    const name = text('REDIS_SENTINEL_NAME');
+    if (name === undefined) problems.push('REDIS_SENTINELS needs REDIS_SENTINEL_NAME, the name the Sentinels monitor');
+    return {
+      mode: 'sentinel',
+      sentinels: parseNodes('REDIS_SENTINELS', sentinels, problems),
+      name: name ?? '',
+      sentinelPassword: text('REDIS_SENTINEL_PASSWORD'),
+      ...credentials,
+    };
+  }
+  for (const name of ['REDIS_USERNAME', 'REDIS_PASSWORD', 'REDIS_SENTINEL_PASSWORD']) {
+    if (data[name] !== undefined) {
+      problems.push(`${name} is for REDIS_CLUSTER_NODES or REDIS_SENTINELS; with REDIS_URL, put credentials in the URL`);
+    }
+  }
+  return { mode: 'single', url: String(parsed.REDIS_URL) };
+}
+
 function splitRoots(value: string): string[] {
   return value
     .split(':')
@@ -225,6 +316,7 @@ export function loadConfig(env: Env = process.env): CofferConfig {
   }
   if (problems.length > 0) throw new ConfigError(problems);
 
+  const redis = redisTarget(parsed, data, problems);
   const backupRoot = String(parsed.BACKUP_ROOT);
   const sourceRoots = splitRoots(String(parsed.SOURCE_ROOTS));
   if (!isAbsolute(backupRoot)) problems.push(`BACKUP_ROOT must be an absolute path, got "${backupRoot}"`);
@@ -254,7 +346,8 @@ export function loadConfig(env: Env = process.env): CofferConfig {
 
   return Object.freeze({
     redisUrl: String(parsed.REDIS_URL),
-    queuePrefix: String(parsed.QUEUE_PREFIX),
+    redis: Object.freeze(redis),
+    queuePrefix: redis.mode === 'cluster' ? `{${String(parsed.QUEUE_PREFIX)}}` : String(parsed.QUEUE_PREFIX),
     mysql: Object.freeze({
       host: String(parsed.MYSQL_HOST),
       port: Number(parsed.MYSQL_PORT),

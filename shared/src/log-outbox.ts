@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { Logger } from 'pino';
 import { isTerminal } from './job.js';
 import type { LogEntry, LogRepository } from './log-repository.js';
@@ -37,7 +37,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`;
 
 export interface LogOutboxOptions {
-  redis: Redis;
+  redis: RedisClient;
   prefix: string;
   logStore: LogRepository;
   logger: Pick<Logger, 'warn' | 'info' | 'error'>;

@@ -13,6 +13,8 @@ export const REDACTED_PATHS = [
   '*.token',
   'redisUrl',
   '*.redisUrl',
+  'redis.url',
+  '*.redis.url',
 ];
 
 /**

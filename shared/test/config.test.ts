@@ -155,3 +155,79 @@ describe('the settings file', () => {
     expect(DEFAULT_SETTINGS_FILE).toBe(join(new URL('../..', import.meta.url).pathname, 'coffer.env'));
   });
 });
+
+describe('where Redis is', () => {
+  it('is one server, REDIS_URL, unless a cluster or Sentinels are named', () => {
+    expect(loadConfig({ REDIS_URL: 'redis://cache:6380' }).redis).toEqual({
+      mode: 'single',
+      url: 'redis://cache:6380',
+    });
+  });
+
+  it('is a Redis Cluster with REDIS_CLUSTER_NODES, whose keys then share one hash tag', () => {
+    const config = loadConfig({
+      REDIS_CLUSTER_NODES: 'redis-a:7000, 10.0.0.2:7001,[fd00::3]:7002',
+      REDIS_PASSWORD: 'pw',
+      QUEUE_PREFIX: 'prod',
+    });
+    expect(config.redis).toEqual({
+      mode: 'cluster',
+      nodes: [
+        { host: 'redis-a', port: 7000 },
+        { host: '10.0.0.2', port: 7001 },
+        { host: 'fd00::3', port: 7002 },
+      ],
+      username: undefined,
+      password: 'pw',
+    });
+    // BullMQ's documented form: every key of the deployment in the slot of "prod".
+    expect(config.queuePrefix).toBe('{prod}');
+    expect(loadConfig({ QUEUE_PREFIX: 'prod' }).queuePrefix).toBe('prod');
+  });
+
+  it('is a primary watched by Sentinels with REDIS_SENTINELS and REDIS_SENTINEL_NAME, passwords from files', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coffer-config-'));
+    await writeFile(join(dir, 'redis-pw'), 'data-secret\n');
+    await writeFile(join(dir, 'sentinel-pw'), 'sentinel-secret\n');
+    const config = loadConfig({
+      REDIS_SENTINELS: 's1:26379,s2:26379,s3:26379',
+      REDIS_SENTINEL_NAME: 'coffer-main',
+      REDIS_USERNAME: 'coffer',
+      REDIS_PASSWORD_FILE: join(dir, 'redis-pw'),
+      REDIS_SENTINEL_PASSWORD_FILE: join(dir, 'sentinel-pw'),
+    });
+    expect(config.redis).toEqual({
+      mode: 'sentinel',
+      sentinels: [
+        { host: 's1', port: 26379 },
+        { host: 's2', port: 26379 },
+        { host: 's3', port: 26379 },
+      ],
+      name: 'coffer-main',
+      username: 'coffer',
+      password: 'data-secret',
+      sentinelPassword: 'sentinel-secret',
+    });
+    expect(config.queuePrefix).toBe('coffer');
+  });
+
+  it('refuses two ways at once, a Sentinel set without its name, and bad node lists', () => {
+    expect(problemsOf({ REDIS_URL: 'redis://a:6379', REDIS_CLUSTER_NODES: 'b:7000' })).toEqual([
+      'REDIS_URL and REDIS_CLUSTER_NODES are set; set only one of them',
+    ]);
+    expect(problemsOf({ REDIS_SENTINELS: 's1:26379' })).toEqual([
+      'REDIS_SENTINELS needs REDIS_SENTINEL_NAME, the name the Sentinels monitor',
+    ]);
+    expect(problemsOf({ REDIS_SENTINEL_NAME: 'main' })).toEqual([
+      'REDIS_SENTINEL_NAME goes with REDIS_SENTINELS: set both or neither',
+    ]);
+    expect(problemsOf({ REDIS_CLUSTER_NODES: 'a:7000,b,c:99999,d e:1' })).toEqual([
+      'REDIS_CLUSTER_NODES entries must be host:port, got "b"',
+      'REDIS_CLUSTER_NODES entries must be host:port, got "c:99999"',
+      'REDIS_CLUSTER_NODES entries must be host:port, got "d e:1"',
+    ]);
+    expect(problemsOf({ REDIS_PASSWORD: 'pw' })).toEqual([
+      'REDIS_PASSWORD is for REDIS_CLUSTER_NODES or REDIS_SENTINELS; with REDIS_URL, put credentials in the URL',
+    ]);
+  });
+});

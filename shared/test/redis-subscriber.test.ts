@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
+import type { RedisClient } from '@coffer/shared';
 import { createRedis, createSubscriber } from '@coffer/shared';
 import { waitFor } from '../../test/helpers/environment.js';
 
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const clients: Redis[] = [];
+const clients: RedisClient[] = [];
 
 afterEach(() => {
   for (const client of clients.splice(0)) client.disconnect();
@@ -21,10 +22,11 @@ describe('subscriber connection', () => {
       let subscriptions = 0;
       const failures: unknown[] = [];
       const messages: string[] = [];
+      // A URL gives a connection to one server.
       const subscriber = createSubscriber(url, channel, {
         subscribed: () => (subscriptions += 1),
         failed: (err) => failures.push(err),
-      });
+      }) as Redis;
       const publisher = createRedis(url, 'worker');
       clients.push(subscriber, publisher);
       subscriber.on('error', () => undefined);

@@ -69,15 +69,15 @@ export function startWorker(config: CofferConfig, logger: Logger, options: Worke
     connectionLimit: config.workerConcurrency,
     limits: config.mysqlLimits,
   });
-  const connection = createRedis(config.redisUrl, 'worker');
+  const connection = createRedis(config.redis, 'worker');
   // A cancel request is broadcast; the worker that holds the job aborts its signal.
   const channel = cancelChannel(config.queuePrefix);
-  const subscriber = createSubscriber(config.redisUrl, channel, {
+  const subscriber = createSubscriber(config.redis, channel, {
     failed: (err) => logger.error({ err }, 'cannot subscribe to cancel requests'),
   });
-  const eventsConnection = createRedis(config.redisUrl, 'worker');
+  const eventsConnection = createRedis(config.redis, 'worker');
   for (const redis of [connection, subscriber, eventsConnection]) {
-    redis.on('error', (err) => logger.debug({ err: err.message }, 'redis connection error'));
+    redis.on('error', (err: Error) => logger.debug({ err: err.message }, 'redis connection error'));
   }
 
   const outbox = createLogOutbox({
@@ -125,7 +125,7 @@ export function startWorker(config: CofferConfig, logger: Logger, options: Worke
       stalledInterval: config.jobStalledCheckMs,
       maxStalledCount: config.jobMaxStalls,
     });
-    created.on('error', (err) => logger.error({ err }, 'worker error'));
+    created.on('error', (err: Error) => logger.error({ err }, 'worker error'));
     created.on('stalled', (jobId) => logger.warn({ jobId }, 'job lost its worker; queued again'));
     // Past its lock another worker may already run the job: this attempt stops at once.
     created.on('lockRenewalFailed', (jobIds) => {
@@ -141,7 +141,7 @@ export function startWorker(config: CofferConfig, logger: Logger, options: Worke
   // A job that lost its worker too often is failed by BullMQ itself, with no
   // processor left to log it: record its terminal row here (idempotent).
   const events = new QueueEvents(QUEUE_NAME, { connection: eventsConnection, prefix: config.queuePrefix });
-  events.on('error', (err) => logger.debug({ err: err.message }, 'queue events error'));
+  events.on('error', (err: Error) => logger.debug({ err: err.message }, 'queue events error'));
   events.on('failed', ({ jobId, failedReason }) => {
     if (!failedReason.includes(STALLED_TOO_OFTEN)) return;
     void (async () => {

@@ -1,5 +1,5 @@
 import type { FastifyRateLimitOptions, FastifyRateLimitStore } from '@fastify/rate-limit';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@coffer/shared';
 
 /** How often each API process adds its local counts to Redis and learns the shared ones back. */
 export const RATE_LIMIT_SYNC_MS = 250;
@@ -31,7 +31,7 @@ type Result = { current: number; ttl: number };
 type Callback = (error: Error | null, result?: Result) => void;
 
 export interface SharedRateLimitStoreOptions {
-  redis: Redis;
+  redis: RedisClient;
   /** Prefix of the Redis keys: `<namespace><key>:<window>`. */
   namespace: string;
   syncIntervalMs?: number;
@@ -93,7 +93,7 @@ export function createSharedRateLimitStore(options: SharedRateLimitStoreOptions)
   }
 
   /** Adds `count` to the shared counter and keeps it one window past its end (for late clocks). */
-  function add(pipeline: ReturnType<Redis['pipeline']>, key: string, counter: Counter, count: number, now: number) {
+  function add(pipeline: ReturnType<RedisClient['pipeline']>, key: string, counter: Counter, count: number, now: number) {
     const name = redisKey(key, counter.window);
     return pipeline.incrby(name, count).pexpire(name, (counter.window + 2) * counter.timeWindow - now);
   }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@coffer/shared';
 
 /**
  * A member no SHA-256 hex digest can equal. It is added together with every revocation MySQL
@@ -42,7 +42,7 @@ export function parseRevocation(message: string): { tokenHash: string; nonce: st
 }
 
 /** A listener's confirmation that it dropped the token the message `nonce` named. */
-export async function acknowledgeRevocation(redis: Redis, queuePrefix: string, nonce: string): Promise<void> {
+export async function acknowledgeRevocation(redis: RedisClient, queuePrefix: string, nonce: string): Promise<void> {
   const key = ackKey(queuePrefix, nonce);
   const results = await redis.multi().incr(key).pexpire(key, ACK_KEY_TTL_MS).exec();
   const failed = results?.find(([err]) => err)?.[0];
@@ -68,7 +68,7 @@ export interface RevocationListOptions {
  * listening replica accepts the token any more. A replica that does not confirm in time is
  * named by `onUnconfirmed`; its cache forgets the token when its entry expires (TokenCache TTL).
  */
-export function createRevocationList(redis: Redis, queuePrefix: string, options: RevocationListOptions = {}) {
+export function createRevocationList(redis: RedisClient, queuePrefix: string, options: RevocationListOptions = {}) {
   const key = `${queuePrefix}:auth:revoked-tokens`;
   const channel = revocationChannel(queuePrefix);
   const ackTimeoutMs = options.ackTimeoutMs ?? REVOCATION_ACK_TIMEOUT_MS;

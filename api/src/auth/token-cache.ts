@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient, RedisTarget } from '@coffer/shared';
 import { createSubscriber } from '@coffer/shared';
 import { acknowledgeRevocation, parseRevocation, revocationChannel } from './revocation-list.js';
 import type { Principal } from './roles.js';
@@ -124,11 +124,11 @@ export interface RevocationListener {
  * subscription's confirmation to the connection's loss, when it is emptied.
  */
 export function listenForRevocations(options: {
-  redisUrl: string;
+  redis: RedisTarget;
   queuePrefix: string;
   cache: TokenCache;
   /** Where confirmations are sent. */
-  acks: Redis;
+  acks: RedisClient;
   onRevoked(tokenHash: string): void;
   log: { warn(obj: object, msg: string): void; debug(obj: object, msg: string): void };
 }): RevocationListener {
@@ -141,7 +141,7 @@ export function listenForRevocations(options: {
   });
   // The subscription's confirmation arrives on the connection that hears revocations, so once
   // it is in (again, after each reconnection), every later revocation reaches us.
-  const subscriber = createSubscriber(options.redisUrl, channel, {
+  const subscriber = createSubscriber(options.redis, channel, {
     subscribed() {
       if (closed || subscriber.status !== 'ready') return;
       cache.setLive(true);

@@ -1,7 +1,6 @@
-import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { migrate } from '@coffer/db';
-import { REDACTED_PATHS, createMysqlPool, loadConfigOrExit } from '@coffer/shared';
+import { REDACTED_PATHS, createMysqlPool, createRedis, loadConfigOrExit } from '@coffer/shared';
 import { createRevocationList } from '../auth/revocation-list.js';
 import { createTokenRepository } from '../auth/token-repository.js';
 import { runTokenCommand } from './token-command.js';
@@ -25,7 +24,7 @@ try {
 const pool = createMysqlPool(config.mysql, { connectionLimit: 1, limits: config.mysqlLimits });
 // Connects on its first command (only `revoke` has one) and tries once: a revocation Redis
 // does not take is reported, not waited for.
-const redis = new Redis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+const redis = createRedis(config.redis, 'producer', { lazyConnect: true, once: true });
 redis.on('error', (err) => logger.debug({ err }, 'redis connection error'));
 try {
   process.exitCode = await runTokenCommand(process.argv.slice(2), {

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@coffer/shared';
 import {
   JobNotQueued,
   queueWithHistory,
@@ -36,7 +36,7 @@ export interface Submitted {
 
 export interface SubmitDeps {
   config: Pick<CofferConfig, 'queuePrefix' | 'instanceName'>;
-  redis: Redis;
+  redis: RedisClient;
   /** The log outbox in Redis: a job's `queued` row goes here, so no MySQL is needed to queue it. */
   outbox: Pick<LogOutbox, 'record'>;
   /** MySQL, only for the `failed` row of a job the queue refused while the outbox is unreachable too. */

@@ -115,21 +115,26 @@ export default fp<{ config: CofferConfig }>(
     let syncTimer: NodeJS.Timeout | undefined;
     let listener: RevocationListener | undefined;
     app.addHook('onReady', async () => {
-      // Revocations made elsewhere: dropped from the cache before the revoking side returns.
-      listener = listenForRevocations({
-        redisUrl: config.redisUrl,
-        queuePrefix: config.queuePrefix,
-        cache,
-        acks: app.redis,
-        onRevoked: (tokenHash) => {
-          if (isConfigHash(tokenHash)) configAdmin = 'refused';
-        },
-        log: app.log,
-      });
+      // Revocations made elsewhere: dropped from the cache before the revoking side returns. A
+      // Redis Cluster moves a subscription to another node after a failover without telling, so
+      // revocations published meanwhile would be missed: no cache there, every check asks.
+      const listening = config.redis.mode !== 'cluster';
+      listener = listening
+        ? listenForRevocations({
+            redis: config.redis,
+            queuePrefix: config.queuePrefix,
+            cache,
+            acks: app.redis,
+            onRevoked: (tokenHash) => {
+              if (isConfigHash(tokenHash)) configAdmin = 'refused';
+            },
+            log: app.log,
+          })
+        : undefined;
       await syncRevocations();
       syncTimer = setInterval(() => void syncRevocations(), REVOCATION_SYNC_MS).unref();
       // Without Redis the API still starts; the cache starts serving once subscribed.
-      if (app.redis.status === 'ready') {
+      if (listener && app.redis.status === 'ready') {
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([
           listener.subscribed,

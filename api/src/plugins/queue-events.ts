@@ -17,10 +17,10 @@ const CLOSE_WAIT_MS = 1000;
 export default fp<{ config: CofferConfig }>(
   async (app, { config }) => {
     // QueueEvents blocks on a stream read, so it needs a connection of its own.
-    const connection = createRedis(config.redisUrl, 'worker');
-    connection.on('error', (err) => app.log.debug({ err: err.message }, 'queue events connection error'));
+    const connection = createRedis(config.redis, 'worker');
+    connection.on('error', (err: Error) => app.log.debug({ err: err.message }, 'queue events connection error'));
     const queueEvents = new QueueEvents(QUEUE_NAME, { connection, prefix: config.queuePrefix });
-    queueEvents.on('error', (err) => app.log.warn({ err: err.message }, 'queue events error'));
+    queueEvents.on('error', (err: Error) => app.log.warn({ err: err.message }, 'queue events error'));
     // Listeners of its own for each plugin that reads it.
     queueEvents.setMaxListeners(50);
     app.decorate('queueEvents', queueEvents);

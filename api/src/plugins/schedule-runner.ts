@@ -1,6 +1,6 @@
 import { Worker, type Job } from 'bullmq';
 import fp from 'fastify-plugin';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@coffer/shared';
 import { createRedis, settlesWithin, type CofferConfig } from '@coffer/shared';
 import { prepareBackup } from '../jobs/backup-request.js';
 import { createScheduleDispatcher } from '../schedules/schedule-dispatch.js';
@@ -51,7 +51,7 @@ export default fp<{ config: CofferConfig }>(
   async (app, { config }) => {
     // The producer connection: fails fast while Redis is away (and a route waits at most ROUTE_WAIT_MS).
     const queue = createScheduleQueue(config, app.redis);
-    queue.on('error', (err) => app.log.warn({ err: err.message }, 'schedule queue error'));
+    queue.on('error', (err: Error) => app.log.warn({ err: err.message }, 'schedule queue error'));
     const installer = createScheduleInstaller(queue);
     const store = createScheduleStore(app.mysql);
     const dispatch = createScheduleDispatcher({
@@ -120,13 +120,13 @@ export default fp<{ config: CofferConfig }>(
     });
 
     let worker: Worker<TickData, void, string> | undefined;
-    let connection: Redis | undefined;
+    let connection: RedisClient | undefined;
 
     /** Starts this process's tick worker, once Redis answers. */
     function startWorker(): void {
       if (worker || closing) return;
-      connection = createRedis(config.redisUrl, 'worker');
-      connection.on('error', (err) => app.log.debug({ err: err.message }, 'schedule worker redis error'));
+      connection = createRedis(config.redis, 'worker');
+      connection.on('error', (err: Error) => app.log.debug({ err: err.message }, 'schedule worker redis error'));
       worker = new Worker<TickData, void, string>(
         SCHEDULE_QUEUE,
         async (job: Job<TickData, void, string>) => {
@@ -137,7 +137,7 @@ export default fp<{ config: CofferConfig }>(
         // One tick at a time per process: ticks are quick, and runs of one schedule are serialised anyway.
         { connection, prefix: config.queuePrefix, concurrency: 1 },
       );
-      worker.on('error', (err) => app.log.warn({ err: err.message }, 'schedule worker error'));
+      worker.on('error', (err: Error) => app.log.warn({ err: err.message }, 'schedule worker error'));
       worker.on('failed', (job, err) => {
         if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) {
           app.log.error({ err, schedule: job.data.schedule }, 'a schedule tick failed for good: its slot has no run');

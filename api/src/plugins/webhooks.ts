@@ -1,6 +1,6 @@
 import { Queue, Worker, type Job } from 'bullmq';
 import fp from 'fastify-plugin';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '@coffer/shared';
 import { createRedis, settlesWithin, type CofferConfig } from '@coffer/shared';
 import { DELIVERY_JOB, WEBHOOK_QUEUE, deliveriesOf, deliveryId, type DeliveryData } from '../webhooks/dispatch.js';
 import { send, type AttemptResult } from '../webhooks/send.js';
@@ -66,7 +66,7 @@ export function webhooksPlugin(tuning: Partial<DeliveryTuning> = {}) {
         connection: app.redis,
         prefix: config.queuePrefix,
       });
-      queue.on('error', (err) => app.log.warn({ err: err.message }, 'webhook queue error'));
+      queue.on('error', (err: Error) => app.log.warn({ err: err.message }, 'webhook queue error'));
       let webhooks: WebhookRecord[] = [];
       let unsubscribe: (() => void) | undefined;
       let closing = false;
@@ -167,19 +167,19 @@ export function webhooksPlugin(tuning: Partial<DeliveryTuning> = {}) {
       }
 
       let worker: Worker<DeliveryData, void, string> | undefined;
-      let connection: Redis | undefined;
+      let connection: RedisClient | undefined;
 
       /** Starts this process's delivery worker, once Redis answers. */
       function startWorker(): void {
         if (worker || closing) return;
-        connection = createRedis(config.redisUrl, 'worker');
-        connection.on('error', (err) => app.log.debug({ err: err.message }, 'webhook worker redis error'));
+        connection = createRedis(config.redis, 'worker');
+        connection.on('error', (err: Error) => app.log.debug({ err: err.message }, 'webhook worker redis error'));
         worker = new Worker<DeliveryData, void, string>(WEBHOOK_QUEUE, attempt, {
           connection,
           prefix: config.queuePrefix,
           concurrency,
         });
-        worker.on('error', (err) => app.log.warn({ err: err.message }, 'webhook worker error'));
+        worker.on('error', (err: Error) => app.log.warn({ err: err.message }, 'webhook worker error'));
       }
 
       const onRedisReady = () => startWorker();
