@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { runClusterCase } from './cluster-cases.js';
 import { copyCases, loadCopyEngine } from './copy-cases.js';
 import { DATASETS, ensureDataset } from './datasets.js';
 import { describeMachine, ensureRsync, fileSystemSettler } from './machine.js';
@@ -17,8 +18,8 @@ import { BENCH_DIR, DATA_DIR, OUT_DIR, QUICK, RESULTS_FILE, ROOT } from './setti
 import { cleanup, createScope } from './stack.js';
 
 const started = performance.now();
-// Groups: copy verify http jobs e2e peer memory prune cancel. No argument: all but the slow ones; `all`: every one.
-const SLOW_GROUPS = ['memory'];
+// Groups: copy verify http jobs e2e cluster peer memory prune cancel. No argument: all but the slow ones; `all`: every one.
+const SLOW_GROUPS = ['memory', 'cluster'];
 const only = process.argv.slice(2);
 const selected = (group: string) =>
   only.includes(group) || only.includes('all') || (only.length === 0 && !SLOW_GROUPS.includes(group));
@@ -39,7 +40,7 @@ const sources = {
   bigFile: needed(['copy', 'verify'], DATASETS.bigFile),
   smallFiles: needed(['copy', 'verify', 'peer'], DATASETS.smallFiles),
   mediumFiles: needed(['copy'], DATASETS.mediumFiles),
-  tiny: needed(['http', 'e2e', 'peer'], DATASETS.tiny),
+  tiny: needed(['http', 'e2e', 'cluster', 'peer'], DATASETS.tiny),
   million: selected('memory') ? ensureDataset(DATA_DIR, DATASETS.million) : '',
   hugeFile: selected('cancel') ? ensureDataset(DATA_DIR, DATASETS.hugeFile) : '',
 };
@@ -62,6 +63,10 @@ try {
   if (selected('e2e')) {
     await settle();
     cases.push(await runEndToEndCase(scope, dirs, sources.tiny));
+  }
+  if (selected('cluster')) {
+    await settle();
+    cases.push(await runClusterCase(scope, dirs, sources.tiny));
   }
   if (selected('peer')) {
     await settle();

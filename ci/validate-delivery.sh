@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Static checks of the delivery files; no Docker engine needed.
 #   dockerfiles  dockerfile-utils lint of api/, worker/ and db/Dockerfile (errors fail)
-#   compose      Debian's docker-compose 1.29 `config -q` on compose/compose.yaml: as is,
+#   compose      Debian's docker-compose 1.29 `config -q` on compose/compose.yaml (and with the
+#                Sentinel override compose/compose.sentinel.yaml): as is,
 #                with the ops profile and with .env.example (secrets from init-secrets.sh)
 #   jenkinsfile  npm-groovy-lint@16.2.0 --noserver --failon error
 #   shell        shellcheck over ci/*.sh, compose's scripts and the Jenkinsfile's sh steps
@@ -94,6 +95,8 @@ check_compose() {
   "${compose[@]}" -p coffer -f compose/compose.yaml config -q || failed=1
   "${compose[@]}" -p coffer -f compose/compose.yaml --profile ops config -q || failed=1
   "${compose[@]}" --env-file .env.example -p coffer -f compose/compose.yaml --profile ops config -q || failed=1
+  # The Sentinel override the README's "Scaling out" shows, merged over the stack.
+  "${compose[@]}" -p coffer -f compose/compose.yaml -f compose/compose.sentinel.yaml config -q || failed=1
   return "$failed"
 }
 

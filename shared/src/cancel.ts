@@ -33,7 +33,12 @@ function cancelledKey(prefix: string): string {
 }
 
 /** Notes that a job ended cancelled; entries older than `keepSeconds` (the queue's retention) are dropped. */
-export async function noteCancelled(redis: RedisClient, prefix: string, jobId: string, keepSeconds: number): Promise<void> {
+export async function noteCancelled(
+  redis: RedisClient,
+  prefix: string,
+  jobId: string,
+  keepSeconds: number,
+): Promise<void> {
   const now = Date.now();
   await redis
     .multi()
@@ -43,6 +48,10 @@ export async function noteCancelled(redis: RedisClient, prefix: string, jobId: s
 }
 
 /** How many of the jobs in the failed set `failedKey` were cancelled rather than failed (Redis 7's ZINTERCARD). */
-export async function countCancelledAmongFailed(redis: RedisClient, prefix: string, failedKey: string): Promise<number> {
+export async function countCancelledAmongFailed(
+  redis: RedisClient,
+  prefix: string,
+  failedKey: string,
+): Promise<number> {
   return Number(await redis.call('ZINTERCARD', 2, failedKey, cancelledKey(prefix)));
 }

@@ -29,6 +29,7 @@ const schema = {
     REDIS_USERNAME: { type: 'string', minLength: 1 },
     REDIS_PASSWORD: { type: 'string', minLength: 1 },
     REDIS_SENTINEL_PASSWORD: { type: 'string', minLength: 1 },
+    REDIS_WAIT_REPLICAS: { type: 'integer', minimum: 0, maximum: 16, default: 0 },
     QUEUE_PREFIX: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$', default: 'coffer' },
     MYSQL_HOST: { type: 'string', minLength: 1, default: '127.0.0.1' },
     MYSQL_PORT: { type: 'integer', minimum: 1, maximum: 65535, default: 3306 },
@@ -137,6 +138,11 @@ export interface CofferConfig {
    * Cluster, wrapped as a hash tag (`{coffer}`), so every key Coffer uses together is in one slot.
    */
   queuePrefix: string;
+  /**
+   * Replicas that must hold a submitted job before the API answers 202 (Redis's WAIT, at most
+   * a second); 0, the default, answers once the primary holds it.
+   */
+  redisWaitReplicas: number;
   mysql: MysqlSettings;
   mysqlLimits: MysqlLimits;
   host: string;
@@ -270,7 +276,9 @@ function redisTarget(parsed: Record<string, unknown>, data: Record<string, unkno
   }
   for (const name of ['REDIS_USERNAME', 'REDIS_PASSWORD', 'REDIS_SENTINEL_PASSWORD']) {
     if (data[name] !== undefined) {
-      problems.push(`${name} is for REDIS_CLUSTER_NODES or REDIS_SENTINELS; with REDIS_URL, put credentials in the URL`);
+      problems.push(
+        `${name} is for REDIS_CLUSTER_NODES or REDIS_SENTINELS; with REDIS_URL, put credentials in the URL`,
+      );
     }
   }
   return { mode: 'single', url: String(parsed.REDIS_URL) };
@@ -348,6 +356,7 @@ export function loadConfig(env: Env = process.env): CofferConfig {
     redisUrl: String(parsed.REDIS_URL),
     redis: Object.freeze(redis),
     queuePrefix: redis.mode === 'cluster' ? `{${String(parsed.QUEUE_PREFIX)}}` : String(parsed.QUEUE_PREFIX),
+    redisWaitReplicas: Number(parsed.REDIS_WAIT_REPLICAS),
     mysql: Object.freeze({
       host: String(parsed.MYSQL_HOST),
       port: Number(parsed.MYSQL_PORT),

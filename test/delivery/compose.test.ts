@@ -488,3 +488,43 @@ describe('Grafana (profile ops)', () => {
     });
   });
 });
+
+describe('compose/compose.sentinel.yaml, the Sentinel override', () => {
+  let override: ComposeFile;
+  let overrideRaw: unknown;
+
+  beforeAll(async () => {
+    overrideRaw = parse(await readFile(join(COMPOSE_DIR, 'compose.sentinel.yaml'), 'utf8'), { merge: true });
+    override = overrideRaw as ComposeFile;
+  });
+
+  it('is valid against the official Compose schema', async () => {
+    const schema = JSON.parse(await readFile(COMPOSE_SCHEMA, 'utf8')) as Record<string, unknown>;
+    delete schema.$schema;
+    const validate = new Ajv({ allErrors: true, strict: false }).compile(schema);
+    expect(validate(overrideRaw), JSON.stringify(validate.errors, null, 2)).toBe(true);
+  });
+
+  it('points the API and the workers at its three Sentinels instead of REDIS_URL', () => {
+    for (const name of ['api', 'worker']) {
+      const environment = override.services[name]?.environment ?? {};
+      const config = loadConfig({ ...environment });
+      expect(config.redis.mode, name).toBe('sentinel');
+      if (config.redis.mode !== 'sentinel') continue;
+      expect(config.redis.name).toBe('coffer');
+      // Every Sentinel named is a service of the override, answering on the port named.
+      for (const { host, port } of config.redis.sentinels) {
+        const sentinel = override.services[host];
+        expect(sentinel, `${name}: ${host}`).toBeDefined();
+        expect(sentinel?.command?.join(' ')).toContain(`port ${port}`);
+        expect(sentinel?.command?.join(' ')).toContain('sentinel monitor coffer redis 6379 2');
+      }
+      expect(config.redis.sentinels).toHaveLength(3);
+    }
+  });
+
+  it('gives the primary a replica of it, with its own volume', () => {
+    expect(override.services['redis-replica']?.command).toEqual(expect.arrayContaining(['--replicaof', 'redis']));
+    expect(override.volumes).toHaveProperty('redis-replica-data');
+  });
+});

@@ -93,7 +93,13 @@ export function createSharedRateLimitStore(options: SharedRateLimitStoreOptions)
   }
 
   /** Adds `count` to the shared counter and keeps it one window past its end (for late clocks). */
-  function add(pipeline: ReturnType<RedisClient['pipeline']>, key: string, counter: Counter, count: number, now: number) {
+  function add(
+    pipeline: ReturnType<RedisClient['pipeline']>,
+    key: string,
+    counter: Counter,
+    count: number,
+    now: number,
+  ) {
     const name = redisKey(key, counter.window);
     return pipeline.incrby(name, count).pexpire(name, (counter.window + 2) * counter.timeWindow - now);
   }

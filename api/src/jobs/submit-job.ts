@@ -4,6 +4,7 @@ import type { RedisClient } from '@coffer/shared';
 import {
   JobNotQueued,
   queueWithHistory,
+  waitForReplicas,
   type BackupQueue,
   type CofferConfig,
   type JobItem,
@@ -14,6 +15,8 @@ import {
 import { IdempotencyKeyReused, QueueUnavailable } from '../errors.js';
 
 const IDEMPOTENCY_TTL_SECONDS = 86_400;
+/** The longest a submission waits for replicas to hold its job (REDIS_WAIT_REPLICAS). */
+const REPLICA_WAIT_MS = 1000;
 
 /** The producer connection refused a command it never sent (Redis was already away): it cannot have run. */
 const neverSent = (err: unknown): boolean =>
@@ -35,7 +38,7 @@ export interface Submitted {
 }
 
 export interface SubmitDeps {
-  config: Pick<CofferConfig, 'queuePrefix' | 'instanceName'>;
+  config: Pick<CofferConfig, 'queuePrefix' | 'instanceName' | 'redisWaitReplicas'>;
   redis: RedisClient;
   /** The log outbox in Redis: a job's `queued` row goes here, so no MySQL is needed to queue it. */
   outbox: Pick<LogOutbox, 'record'>;
@@ -84,6 +87,23 @@ export function createJobSubmitter({ config, redis, outbox, logStore, queue, log
     return storedId;
   }
 
+  /**
+   * With REDIS_WAIT_REPLICAS, waits until that many replicas hold the job, so a primary lost
+   * right after it cannot take an accepted job with it. The job is queued either way: replicas
+   * too slow or missing are logged, and the answer is still 202 (a 503 would be retried as a new job).
+   */
+  async function replicated(jobId: string): Promise<void> {
+    const wanted = config.redisWaitReplicas;
+    if (wanted === 0) return;
+    const held = await waitForReplicas(redis, `${config.queuePrefix}:log-outbox`, wanted, REPLICA_WAIT_MS).catch(
+      (err: unknown) => {
+        log.warn({ err, jobId }, 'cannot ask Redis whether its replicas hold the job');
+        return 0;
+      },
+    );
+    if (held < wanted) log.warn({ jobId, held, wanted }, `job queued, but held by ${held} of ${wanted} Redis replicas`);
+  }
+
   return async function submit({ item, actor, idempotencyKey: key }: Submission): Promise<Submitted> {
     const id = randomUUID();
     if (key !== undefined) {
@@ -128,6 +148,7 @@ export function createJobSubmitter({ config, redis, outbox, logStore, queue, log
       await forget();
       throw err instanceof JobNotQueued ? new QueueUnavailable({ cause: err.cause }) : err;
     }
+    await replicated(id);
     log.info({ jobId: id, kind: item.name, destination: item.data.destination }, `${item.name} queued`);
     return { id, replayed: false };
   };
