@@ -1,5 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRedis, createSubscriber, loadConfig, waitForReplicas, type RedisClient } from '@coffer/shared';
+import {
+  createRedis,
+  createReplicationBarrier,
+  createSubscriber,
+  loadConfig,
+  type RedisClient,
+  type ReplicationBarrier,
+} from '@coffer/shared';
 import { waitFor } from './helpers/environment.js';
 import {
   startRedisCluster,
@@ -12,8 +19,23 @@ import {
 // Cluster, a primary watched by Sentinels; real servers started by the test.
 
 const clients: RedisClient[] = [];
+const barriers: ReplicationBarrier[] = [];
 let cluster: RedisClusterTopology | undefined;
 let sentinel: RedisSentinelTopology | undefined;
+
+const warnings: string[] = [];
+
+function barrier(options: Omit<Parameters<typeof createReplicationBarrier>[0], 'log'>): ReplicationBarrier {
+  const made = createReplicationBarrier({ ...options, log: { warn: (_obj, msg) => warnings.push(msg) } });
+  barriers.push(made);
+  return made;
+}
+
+/** How many WAIT commands the server on `url` has run. */
+async function waitCalls(redis: RedisClient): Promise<number> {
+  const stats = await redis.info('commandstats');
+  return Number(/cmdstat_wait:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+}
 
 function keep<T extends RedisClient>(client: T): T {
   client.on('error', () => undefined);
@@ -23,15 +45,29 @@ function keep<T extends RedisClient>(client: T): T {
 
 afterAll(async () => {
   for (const client of clients) client.disconnect();
+  for (const barrier of barriers) barrier.close();
   await cluster?.stop();
   await sentinel?.stop();
 });
 
 describe('one server (REDIS_URL)', () => {
-  it('answers how many replicas hold the writes: none here, after the timeout', async () => {
-    const redis = keep(createRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', 'worker'));
-    await redis.set('coffer-test-wait', '1', 'EX', 5);
-    expect(await waitForReplicas(redis, 'coffer-test-wait', 1, 50)).toBe(0);
+  it('answers how many replicas hold the writes (none here, after the timeout), one WAIT for callers at once', async () => {
+    const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+    const redis = keep(createRedis(url, 'worker'));
+    const replication = barrier({ target: url, key: 'coffer-test-clients:replicated', replicas: 1, timeoutMs: 200 });
+    const before = await waitCalls(redis);
+    // Ten submissions at once: the first starts a round, the other nine share the next one.
+    const held = await Promise.all(Array.from({ length: 10 }, () => replication.reached()));
+    expect(held).toEqual(Array.from({ length: 10 }, () => 0));
+    expect((await waitCalls(redis)) - before).toBeLessThanOrEqual(2);
+    expect(warnings.at(-1)).toBe(
+      'only 0 of 1 Redis replicas acknowledged within 200 ms; jobs are accepted without waiting for them for 10 s',
+    );
+    // Short of replicas: the next callers are answered at once, without a WAIT.
+    const calls = await waitCalls(redis);
+    expect(await replication.reached()).toBe(0);
+    expect(await waitCalls(redis)).toBe(calls);
+    await redis.del('coffer-test-clients:replicated');
   });
 });
 
@@ -62,9 +98,16 @@ describe('a Redis Cluster (REDIS_CLUSTER_NODES)', () => {
     expect(await cluster?.slotOf(`${prefix}:list`)).toBe(await cluster?.slotOf(prefix));
   });
 
-  it('waits for the replica of the master that holds the prefix', async () => {
+  it('tells when the replica of the master holding the prefix has what another connection wrote', async () => {
+    const replication = barrier({ target, key: `${prefix}:replicated`, replicas: 1, timeoutMs: 5000 });
     await redis.rpush(`${prefix}:log-outbox`, 'row');
-    expect(await waitForReplicas(redis, `${prefix}:log-outbox`, 1, 2000)).toBe(1);
+    expect(await replication.reached()).toBe(1);
+    // Read from the replica itself: the write of the other connection is there.
+    const master = (await cluster?.masterOf(prefix)) ?? 0;
+    const [replica] = (await cluster?.replicasOf(master)) ?? [];
+    const onReplica = keep(createRedis(`redis://127.0.0.1:${replica}`, 'worker'));
+    await onReplica.call('READONLY');
+    expect(await onReplica.lrange(`${prefix}:log-outbox`, 0, -1)).toEqual(['row']);
   });
 
   it('hears a channel through a subscriber of its own', async () => {
@@ -92,7 +135,8 @@ describe('a primary watched by Sentinels (REDIS_SENTINELS)', () => {
     const config = loadConfig({ REDIS_SENTINELS: sentinel.sentinelsVariable, REDIS_SENTINEL_NAME: 'clients' });
     const redis = keep(createRedis(config.redis, 'worker'));
     await redis.set('k', 'before');
-    expect(await waitForReplicas(redis, 'k', 1, 2000)).toBe(1);
+    const replication = barrier({ target: config.redis, key: 'replicated', replicas: 1, timeoutMs: 5000 });
+    expect(await replication.reached()).toBe(1);
 
     const old = await sentinel.killMaster();
     const promoted = await sentinel.waitForFailover(old, 30_000);

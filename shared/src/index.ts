@@ -8,6 +8,7 @@ export * from './mysql.js';
 export * from './path-policy.js';
 export * from './queue.js';
 export * from './redis.js';
+export * from './replication-barrier.js';
 export * from './cancel.js';
 export * from './log-outbox.js';
 export * from './job-log-row.js';

@@ -95,23 +95,3 @@ export function createSubscriber(
   });
   return subscriber;
 }
-
-/**
- * Waits until `replicas` replicas hold every write this connection made so far (Redis's WAIT),
- * at most `timeoutMs`; answers how many do. Redis replicates asynchronously: a write its primary
- * acknowledged and then lost with it never reached the replica that takes over. In a cluster the
- * wait goes to the master of `key`'s slot, in a pipeline with a command on `key` (a command
- * without a key would go to any node).
- */
-export async function waitForReplicas(
-  client: RedisClient,
-  key: string,
-  replicas: number,
-  timeoutMs: number,
-): Promise<number> {
-  if (client instanceof Redis) return client.wait(replicas, timeoutMs);
-  const results = await client.pipeline().exists(key).wait(replicas, timeoutMs).exec();
-  const [err, acknowledged] = results?.[1] ?? [new Error('Redis discarded the WAIT'), 0];
-  if (err) throw err;
-  return Number(acknowledged);
-}

@@ -4,19 +4,17 @@ import type { RedisClient } from '@coffer/shared';
 import {
   JobNotQueued,
   queueWithHistory,
-  waitForReplicas,
   type BackupQueue,
   type CofferConfig,
   type JobItem,
   type LogEntry,
   type LogOutbox,
   type LogRepository,
+  type ReplicationBarrier,
 } from '@coffer/shared';
 import { IdempotencyKeyReused, QueueUnavailable } from '../errors.js';
 
 const IDEMPOTENCY_TTL_SECONDS = 86_400;
-/** The longest a submission waits for replicas to hold its job (REDIS_WAIT_REPLICAS). */
-const REPLICA_WAIT_MS = 1000;
 
 /** The producer connection refused a command it never sent (Redis was already away): it cannot have run. */
 const neverSent = (err: unknown): boolean =>
@@ -38,7 +36,9 @@ export interface Submitted {
 }
 
 export interface SubmitDeps {
-  config: Pick<CofferConfig, 'queuePrefix' | 'instanceName' | 'redisWaitReplicas'>;
+  config: Pick<CofferConfig, 'queuePrefix' | 'instanceName'>;
+  /** With REDIS_WAIT_REPLICAS: tells when replicas hold the job. */
+  replication?: ReplicationBarrier;
   redis: RedisClient;
   /** The log outbox in Redis: a job's `queued` row goes here, so no MySQL is needed to queue it. */
   outbox: Pick<LogOutbox, 'record'>;
@@ -59,7 +59,7 @@ export interface SubmitDeps {
  * `active` row, pushed to the same list only once it holds the job, lands after it. Queueing
  * needs Redis only; MySQL may be away, and the row lands when it returns.
  */
-export function createJobSubmitter({ config, redis, outbox, logStore, queue, log }: SubmitDeps) {
+export function createJobSubmitter({ config, redis, outbox, logStore, queue, replication, log }: SubmitDeps) {
   // Keys are per token: another token's key neither replays nor reveals this one's job.
   const idempotencyKey = (actor: string, key: string) =>
     `${config.queuePrefix}:idempotency:${createHash('sha256').update(actor).update('\0').update(key).digest('hex')}`;
@@ -89,19 +89,14 @@ export function createJobSubmitter({ config, redis, outbox, logStore, queue, log
 
   /**
    * With REDIS_WAIT_REPLICAS, waits until that many replicas hold the job, so a primary lost
-   * right after it cannot take an accepted job with it. The job is queued either way: replicas
-   * too slow or missing are logged, and the answer is still 202 (a 503 would be retried as a new job).
+   * right after it cannot take an accepted job with it. The job is queued either way: when
+   * replicas are too slow or missing (logged by the barrier), the answer is still 202 (a 503
+   * would be retried as a new job).
    */
   async function replicated(jobId: string): Promise<void> {
-    const wanted = config.redisWaitReplicas;
-    if (wanted === 0) return;
-    const held = await waitForReplicas(redis, `${config.queuePrefix}:log-outbox`, wanted, REPLICA_WAIT_MS).catch(
-      (err: unknown) => {
-        log.warn({ err, jobId }, 'cannot ask Redis whether its replicas hold the job');
-        return 0;
-      },
-    );
-    if (held < wanted) log.warn({ jobId, held, wanted }, `job queued, but held by ${held} of ${wanted} Redis replicas`);
+    await replication?.reached().catch((err: unknown) => {
+      log.warn({ err, jobId }, 'cannot ask Redis whether its replicas hold the job');
+    });
   }
 
   return async function submit({ item, actor, idempotencyKey: key }: Submission): Promise<Submitted> {

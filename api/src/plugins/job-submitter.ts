@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin';
-import type { CofferConfig } from '@coffer/shared';
+import { createReplicationBarrier, type CofferConfig } from '@coffer/shared';
 import { createJobSubmitter, type JobSubmitter } from '../jobs/submit-job.js';
 
 declare module 'fastify' {
@@ -9,9 +9,23 @@ declare module 'fastify' {
   }
 }
 
+/** The longest a submission waits for replicas to hold its job (REDIS_WAIT_REPLICAS). */
+const REPLICA_WAIT_MS = 1000;
+
 /** `submitJob`, whose `queued` rows go through the log outbox. */
 export default fp<{ config: CofferConfig }>(
   async (app, { config }) => {
+    const replication =
+      config.redisWaitReplicas > 0
+        ? createReplicationBarrier({
+            target: config.redis,
+            key: `${config.queuePrefix}:replicated`,
+            replicas: config.redisWaitReplicas,
+            timeoutMs: REPLICA_WAIT_MS,
+            log: app.log,
+          })
+        : undefined;
+    app.addHook('onClose', () => replication?.close());
     app.decorate(
       'submitJob',
       createJobSubmitter({
@@ -20,6 +34,7 @@ export default fp<{ config: CofferConfig }>(
         outbox: app.logOutbox,
         logStore: app.logStore,
         queue: app.backupQueue,
+        replication,
         log: app.log,
       }),
     );
