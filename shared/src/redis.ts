@@ -26,7 +26,7 @@ export function createRedis(
 ): RedisClient {
   const roleOptions: RedisOptions =
     role === 'producer'
-      ? { maxRetriesPerRequest: extras.once ? 0 : 1, connectTimeout: 2000 }
+      ? { maxRetriesPerRequest: 1, connectTimeout: 2000 }
       : { maxRetriesPerRequest: null, connectTimeout: 5000 };
   // Reconnect with a capped backoff instead of giving up.
   const retry = (times: number) => (extras.once ? null : Math.min(times * 200, 2000));

@@ -23,8 +23,9 @@ try {
 
 const pool = createMysqlPool(config.mysql, { connectionLimit: 1, limits: config.mysqlLimits });
 // Connects on its first command (only `revoke` has one) and tries once: a revocation Redis
-// does not take is reported, not waited for.
-const redis = createRedis(config.redis, 'producer', { lazyConnect: true, once: true });
+// does not take is reported, not waited for. The command waits for that one connection (a
+// cluster client would refuse it before it is ready).
+const redis = createRedis(config.redis, 'worker', { lazyConnect: true, once: true });
 redis.on('error', (err) => logger.debug({ err }, 'redis connection error'));
 try {
   process.exitCode = await runTokenCommand(process.argv.slice(2), {
