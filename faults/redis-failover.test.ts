@@ -1,7 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../test/helpers/environment.js';
+import { NO_SETTINGS_FILE, waitFor } from '../test/helpers/environment.js';
 import {
   redisCommand,
   startRedisCluster,
@@ -28,6 +29,7 @@ import {
 // failover: the master holding Coffer's keys is SIGKILLed in the middle of a burst of
 // submissions. Every job the API accepted must complete, none twice in the log.
 
+const ROOT = new URL('..', import.meta.url).pathname;
 const TERMINAL = ['completed', 'failed', 'cancelled'];
 const BURST = 150;
 const IN_FLIGHT = 4;
@@ -211,6 +213,24 @@ function suite(title: string, start: () => Promise<RedisUnderTest>, options: { o
       expect(snapshot.status).toBe(200);
       expect(snapshot.body.path).toBe(view.result?.path);
       expect(await finishedHistory(id)).toEqual(['queued', 'active', 'completed']);
+    });
+
+    it('the token command records a revocation in Redis too; the API refuses the token at once', async () => {
+      const token = (...args: string[]) =>
+        spawnSync(process.execPath, [join(ROOT, 'api/dist/cli/token.js'), ...args], {
+          env: { PATH: process.env.PATH ?? '', ...NO_SETTINGS_FILE, ...cluster.env },
+          encoding: 'utf8',
+        });
+      const created = token('create', '--name', 'failover-viewer', '--role', 'viewer');
+      expect(created.status, created.stderr).toBe(0);
+      const secret = created.stdout.trim();
+      const asViewer = { authorization: `Bearer ${secret}` };
+      expect((await fetch(`${cluster.baseUrl}/jobs`, { headers: asViewer })).status).toBe(200);
+
+      const revoked = token('revoke', 'failover-viewer');
+      // 1 with "Redis did not record it" when its Redis command is refused.
+      expect(revoked.status, revoked.stderr).toBe(0);
+      expect((await fetch(`${cluster.baseUrl}/jobs`, { headers: asViewer })).status).toBe(401);
     });
 
     it('the same Idempotency-Key gives the same job, one after the other and at the same time', async () => {
