@@ -1,5 +1,4 @@
-import type { RedisClient, RedisTarget } from '@coffer/shared';
-import { createSubscriber } from '@coffer/shared';
+import { createSubscriber, type RedisClient, type RedisTarget } from '@coffer/shared';
 import { acknowledgeRevocation, parseRevocation, revocationChannel } from './revocation-list.js';
 import type { Principal } from './roles.js';
 

@@ -1,6 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger } from 'fastify';
-import type { RedisClient } from '@coffer/shared';
 import {
   JobNotQueued,
   queueWithHistory,
@@ -11,6 +10,7 @@ import {
   type LogOutbox,
   type LogRepository,
   type ReplicationBarrier,
+  type RedisClient,
 } from '@coffer/shared';
 import { IdempotencyKeyReused, QueueUnavailable } from '../errors.js';
 

@@ -1,6 +1,5 @@
 import fp from 'fastify-plugin';
-import type { RedisClient } from '@coffer/shared';
-import { createBackupQueue, createRedis, type BackupQueue, type CofferConfig } from '@coffer/shared';
+import { createBackupQueue, createRedis, type BackupQueue, type CofferConfig, type RedisClient } from '@coffer/shared';
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -1,7 +1,6 @@
 import { Worker, type Job } from 'bullmq';
 import fp from 'fastify-plugin';
-import type { RedisClient } from '@coffer/shared';
-import { createRedis, settlesWithin, type CofferConfig } from '@coffer/shared';
+import { createRedis, settlesWithin, type CofferConfig, type RedisClient } from '@coffer/shared';
 import { prepareBackup } from '../jobs/backup-request.js';
 import { createScheduleDispatcher } from '../schedules/schedule-dispatch.js';
 import {

@@ -1,7 +1,6 @@
 import { Queue, Worker, type Job } from 'bullmq';
 import fp from 'fastify-plugin';
-import type { RedisClient } from '@coffer/shared';
-import { createRedis, settlesWithin, type CofferConfig } from '@coffer/shared';
+import { createRedis, settlesWithin, type CofferConfig, type RedisClient } from '@coffer/shared';
 import { DELIVERY_JOB, WEBHOOK_QUEUE, deliveriesOf, deliveryId, type DeliveryData } from '../webhooks/dispatch.js';
 import { send, type AttemptResult } from '../webhooks/send.js';
 import type { Resolver } from '../webhooks/url-guard.js';
