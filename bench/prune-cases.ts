@@ -105,7 +105,7 @@ export async function runPruneCase(scope: Scope, root: string, out: string): Pro
   await migrate(config.mysql, silent);
   const pool = createMysqlPool(config.mysql, { limits: config.mysqlLimits });
   const lockPool = createMysqlPool(config.mysql, { connectionLimit: 1, limits: config.mysqlLimits });
-  const redis = createRedis(config.redisUrl, 'worker');
+  const redis = createRedis(config.redis, 'worker');
   const outbox = createLogOutbox({
     redis,
     prefix: config.queuePrefix,

@@ -52,7 +52,7 @@ describe('while Redis is down', () => {
       bytes: 2,
       durationMs: 3,
     });
-    outage = await createOutage(api.env.config.redisUrl);
+    outage = await createOutage(api.env.redisUrl);
     await outage.restore();
     app = authorise(await buildApp({ config: configWith(api.env, { REDIS_URL: outage.url }) }), api.adminToken);
     await app.ready();

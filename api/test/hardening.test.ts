@@ -207,7 +207,7 @@ describe('rate limiting', () => {
   });
 
   it('fails open while Redis is down: reads the log can answer still work', async () => {
-    const outage = await createOutage(api.env.config.redisUrl);
+    const outage = await createOutage(api.env.redisUrl);
     await outage.restore();
     const app = authorise(
       await buildApp({ config: configWith(api.env, { REDIS_URL: outage.url, RATE_LIMIT_PER_MINUTE: '1' }) }),

@@ -62,7 +62,7 @@ describe('GET /ready', () => {
   it('answers 503 naming Redis when Redis does not answer', async () => {
     // Redis is reached through a relay that stays closed until the check is done, then
     // opens so the app can close (an app that never reached Redis cannot: see the report).
-    const outage = await createOutage(api.env.config.redisUrl);
+    const outage = await createOutage(api.env.redisUrl);
     const res = await withApp({ REDIS_URL: outage.url }, async (app) => {
       const answer = await app.inject({ method: 'GET', url: '/ready' });
       await outage.restore();
@@ -81,7 +81,7 @@ describe('GET /metrics', () => {
   it('counts cancelled jobs apart from failed ones, though BullMQ keeps both in its failed set', async () => {
     const folder = join(api.env.sources, 'data');
     await mkdir(folder, { recursive: true });
-    const redis = createRedis(api.env.config.redisUrl, 'worker');
+    const redis = createRedis(api.env.redisUrl, 'worker');
     const worker = new Worker(QUEUE_NAME, null, {
       connection: redis,
       prefix: api.env.config.queuePrefix,

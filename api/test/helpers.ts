@@ -127,7 +127,7 @@ export async function issueToken(
 export function configWith(env: TestEnvironment, overrides: Record<string, string>): CofferConfig {
   const { config, sources, backups } = env;
   return loadConfig({
-    REDIS_URL: config.redisUrl,
+    REDIS_URL: env.redisUrl,
     QUEUE_PREFIX: config.queuePrefix,
     MYSQL_HOST: config.mysql.host,
     MYSQL_PORT: String(config.mysql.port),

@@ -129,7 +129,7 @@ beforeAll(async () => {
   await mkdir(longSource, { recursive: true });
   pool = createMysqlPool(env.config.mysql, { connectionLimit: 4 });
   logs = createLogRepository(pool);
-  redis = createRedis(env.config.redisUrl, 'producer');
+  redis = createRedis(env.redisUrl, 'producer');
   queue = createBackupQueue(env.config, redis);
 }, 60_000);
 

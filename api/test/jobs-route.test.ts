@@ -128,7 +128,7 @@ describe('GET /jobs/:id', () => {
   });
 
   it('passes on the raw bytes of a warning path that is not UTF-8', async () => {
-    const connection = createRedis(api.env.config.redisUrl, 'worker');
+    const connection = createRedis(api.env.redisUrl, 'worker');
     const worker = new Worker(QUEUE_NAME, null, { connection, prefix: api.env.config.queuePrefix, autorun: false });
     try {
       // LIFO: the job the worker takes next, whatever earlier tests left waiting.
@@ -166,7 +166,7 @@ describe('GET /jobs/:id', () => {
   });
 
   it('reads its writes: a job Redis calls completed stays active until the log has its completed row', async () => {
-    const connection = createRedis(api.env.config.redisUrl, 'worker');
+    const connection = createRedis(api.env.redisUrl, 'worker');
     const worker = new Worker(QUEUE_NAME, null, { connection, prefix: api.env.config.queuePrefix, autorun: false });
     try {
       // As the API queues a job (LIFO: the one the worker takes next, whatever earlier tests left).

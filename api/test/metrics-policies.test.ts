@@ -91,7 +91,7 @@ describe('snapshots per destination', () => {
 
 describe('jobs finished', () => {
   it('counts finished jobs by kind and status', async () => {
-    const redis = createRedis(api.env.config.redisUrl, 'worker');
+    const redis = createRedis(api.env.redisUrl, 'worker');
     const worker = new Worker(QUEUE_NAME, null, {
       connection: redis,
       prefix: api.env.config.queuePrefix,
@@ -145,7 +145,8 @@ describe('jobs finished', () => {
 
 describe('log outbox backlog', () => {
   it('gives the rows waiting in the Redis list at scrape time', async () => {
-    const { queuePrefix, redisUrl } = api.env.config;
+    const { queuePrefix } = api.env.config;
+    const { redisUrl } = api.env;
     const listKey = `${queuePrefix}:log-outbox`;
     const lockKey = `${queuePrefix}:log-outbox:lock`;
     const redis = createRedis(redisUrl, 'producer');
@@ -171,7 +172,7 @@ describe('log outbox backlog', () => {
   });
 
   it('still scrapes while Redis is down, leaving the backlog out', async () => {
-    const outage = await createOutage(api.env.config.redisUrl);
+    const outage = await createOutage(api.env.redisUrl);
     await outage.restore();
     const app = await buildApp({ config: configWith(api.env, { REDIS_URL: outage.url, METRICS_PUBLIC: 'true' }) });
     try {

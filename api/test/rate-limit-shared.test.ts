@@ -83,7 +83,7 @@ describe('the rate limit shared through Redis without a round trip per request',
       (await fetch(`${address}/whoami`, { headers: { authorization: `Bearer ${token}` } })).status;
     const token = await issueToken(api, 'counted-cheaply', 'viewer');
     const namespace = `${api.env.config.queuePrefix}:rate-limit:`;
-    const monitor = await new Redis(api.env.config.redisUrl).monitor();
+    const monitor = await new Redis(api.env.redisUrl).monitor();
     let commands = 0;
     monitor.on('monitor', (_time: string, args: string[]) => {
       if (args.some((arg) => arg.startsWith(namespace))) commands += 1;

@@ -27,7 +27,7 @@ const cleanups: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
   api = await startApi();
-  redis = new Redis(api.env.config.redisUrl);
+  redis = new Redis(api.env.redisUrl);
   await mkdir(join(api.env.sources, 'data'));
   jobId = await queueBackup(api.app, { source: join(api.env.sources, 'data') });
 });
@@ -107,7 +107,7 @@ describe('the configured admin token while MySQL is unreachable', () => {
     const b = await replicaB(secret);
     expect((await readJob(b.app, secret)).statusCode).toBe(200);
 
-    expect((await runCli(api.env.config.redisUrl, 'revoke', 'b-admin-cli')).code).toBe(0);
+    expect((await runCli(api.env.redisUrl, 'revoke', 'b-admin-cli')).code).toBe(0);
     await b.loseMysql();
 
     expectError(await readJob(b.app, secret), 401, 'UNAUTHENTICATED');
@@ -148,7 +148,7 @@ describe('the configured admin token while MySQL is unreachable', () => {
 describe('revoking while Redis does not answer', () => {
   it('answers 503 from a replica without Redis, refuses the token wherever MySQL answers, and completes when repeated', async () => {
     const victim = await issueToken(api, 'revoked-without-redis', 'operator');
-    const redisOutage = await createOutage(api.env.config.redisUrl);
+    const redisOutage = await createOutage(api.env.redisUrl);
     await redisOutage.restore();
     const a = await buildApp({ config: configWith(api.env, { REDIS_URL: redisOutage.url }) });
     cleanups.push(async () => {

@@ -42,7 +42,7 @@ beforeAll(async () => {
   other = await issueToken(api, 'other-op', 'operator');
   viewer = await issueToken(api, 'watcher', 'viewer');
   narrowed = await issueToken(api, 'team-a-op', 'operator', [teamA]);
-  redis = new Redis(api.env.config.redisUrl, { maxRetriesPerRequest: null });
+  redis = new Redis(api.env.redisUrl, { maxRetriesPerRequest: null });
   queue = createScheduleQueue(api.env.config, redis);
 });
 

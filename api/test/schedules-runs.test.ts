@@ -49,7 +49,7 @@ beforeAll(async () => {
   data = join(api.env.sources, 'data');
   await mkdir(join(data, 'sub'), { recursive: true });
   await writeFile(join(data, 'sub', 'a.txt'), 'scheduled');
-  redis = new Redis(api.env.config.redisUrl, { maxRetriesPerRequest: null });
+  redis = new Redis(api.env.redisUrl, { maxRetriesPerRequest: null });
   queue = createScheduleQueue(api.env.config, redis);
 });
 
@@ -176,7 +176,7 @@ describe('installing the schedules again', () => {
 
   it('when Redis is back after an outage: a schedule created meanwhile (201, stored in MySQL) gets installed', async () => {
     // A second API on the same queue and database, that reaches Redis through a relay the test cuts.
-    const outage = await createOutage(api.env.config.redisUrl);
+    const outage = await createOutage(api.env.redisUrl);
     await outage.restore();
     const second = authorise(
       await buildApp({ config: configWith(api.env, { REDIS_URL: outage.url, SCHEDULE_MIN_INTERVAL_SECONDS: '1' }) }),
@@ -229,7 +229,7 @@ describe('slots missed while no API ran', () => {
     // An environment of its own, where no API runs until the test starts one.
     const env = await createTestEnvironment({ SCHEDULE_MIN_INTERVAL_SECONDS: '1' });
     const pool = createMysqlPool(env.config.mysql);
-    const connection = new Redis(env.config.redisUrl, { maxRetriesPerRequest: null });
+    const connection = new Redis(env.redisUrl, { maxRetriesPerRequest: null });
     const ticks = createScheduleQueue(env.config, connection);
     try {
       const source = join(env.sources, 'data');

@@ -100,7 +100,7 @@ describe('the admin token', () => {
   });
 
   it('never appears in Redis: every key of the deployment, and its value', async () => {
-    const redis = new Redis(env.config.redisUrl);
+    const redis = new Redis(env.redisUrl);
     try {
       const keys = await redis.keys(`${env.config.queuePrefix}:*`);
       expect(keys.length).toBeGreaterThan(0);

@@ -192,8 +192,8 @@ describe('the order of a job’s rows', () => {
   it('puts every job’s queued row before its active and completed rows, for many jobs at once', async () => {
     // A worker as the real one writes: `active` once it holds the job, `completed` at the end,
     // both through its own outbox on the same list.
-    const connection = createRedis(api.env.config.redisUrl, 'worker');
-    const producer = createRedis(api.env.config.redisUrl, 'producer');
+    const connection = createRedis(api.env.redisUrl, 'worker');
+    const producer = createRedis(api.env.redisUrl, 'producer');
     const outbox: LogOutbox = createLogOutbox({
       redis: producer,
       prefix: api.env.config.queuePrefix,

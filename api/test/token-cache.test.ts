@@ -45,7 +45,7 @@ async function tokenId(name: string): Promise<number> {
 
 /** The command line's `revoke`, on a Redis connection of its own as `pnpm --dir api token` has. */
 async function revokeByCommandLine(name: string): Promise<{ code: number; err: string }> {
-  const cli = new Redis(api.env.config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0 });
+  const cli = new Redis(api.env.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0 });
   const err: string[] = [];
   try {
     const code = await runTokenCommand(['revoke', name], {
@@ -148,7 +148,7 @@ describe('a revocation', () => {
   });
 
   it('is not missed by a replica that lost Redis: its cache stops serving and MySQL answers', async () => {
-    const outage = await createOutage(api.env.config.redisUrl);
+    const outage = await createOutage(api.env.redisUrl);
     await outage.restore();
     const c = await replica({ REDIS_URL: outage.url });
     cleanups.push(async () => {
@@ -185,7 +185,7 @@ describe('a revocation', () => {
 
   it('whose confirmation does not come makes the revoking side return after the bound, saying how many are missing', async () => {
     // A listener that never confirms: subscribed, but never acknowledging.
-    const deaf = new Redis(api.env.config.redisUrl);
+    const deaf = new Redis(api.env.redisUrl);
     cleanups.push(async () => deaf.disconnect());
     await deaf.subscribe(`${api.env.config.queuePrefix}:auth:revoked`);
     const unconfirmed = vi.fn();

@@ -193,7 +193,7 @@ describe('the admin token at start-up (ensureAdminToken)', () => {
     env = await createTestEnvironment();
     pool = createMysqlPool(env.config.mysql, { connectionLimit: 2 });
     tokens = createTokenRepository(pool);
-    redis = new Redis(env.config.redisUrl);
+    redis = new Redis(env.redisUrl);
     revocations = createRevocationList(redis, env.config.queuePrefix);
   });
 

@@ -130,8 +130,6 @@ export type RedisTarget =
 
 /** Everything a Coffer process reads from its environment, validated once. */
 export interface CofferConfig {
-  /** REDIS_URL, what `redis` connects to when it is a single server. */
-  redisUrl: string;
   redis: RedisTarget;
   /**
    * Prefix of every Redis key and channel: QUEUE_PREFIX (default `coffer`); with a Redis
@@ -353,7 +351,6 @@ export function loadConfig(env: Env = process.env): CofferConfig {
   if (problems.length > 0) throw new ConfigError(problems);
 
   return Object.freeze({
-    redisUrl: String(parsed.REDIS_URL),
     redis: Object.freeze(redis),
     queuePrefix: redis.mode === 'cluster' ? `{${String(parsed.QUEUE_PREFIX)}}` : String(parsed.QUEUE_PREFIX),
     redisWaitReplicas: Number(parsed.REDIS_WAIT_REPLICAS),

@@ -11,8 +11,6 @@ export const REDACTED_PATHS = [
   '*.password',
   'token',
   '*.token',
-  'redisUrl',
-  '*.redisUrl',
   'redis.url',
   '*.redis.url',
 ];

@@ -18,7 +18,7 @@ describe('configuration from the environment', () => {
   it('uses the documented defaults when nothing is set', () => {
     const config = loadConfig({});
     expect(config).toMatchObject({
-      redisUrl: 'redis://127.0.0.1:6379',
+      redis: { mode: 'single', url: 'redis://127.0.0.1:6379' },
       queuePrefix: 'coffer',
       mysql: { host: '127.0.0.1', port: 3306, user: 'root', password: '', database: 'coffer' },
       host: '127.0.0.1',
@@ -81,7 +81,7 @@ describe('configuration from the environment', () => {
     await writeFile(join(dir, 'redis'), 'redis://:pw@redis.internal:6379\n');
     const config = loadConfig({ MYSQL_PASSWORD_FILE: join(dir, 'pw'), REDIS_URL_FILE: join(dir, 'redis') });
     expect(config.mysql.password).toBe('s3cret-value');
-    expect(config.redisUrl).toBe('redis://:pw@redis.internal:6379');
+    expect(config.redis).toEqual({ mode: 'single', url: 'redis://:pw@redis.internal:6379' });
   });
 
   it('refuses NAME and NAME_FILE together', () => {

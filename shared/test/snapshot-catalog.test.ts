@@ -113,7 +113,7 @@ describe('the snapshot catalog, written with the log', () => {
 
   it('travels with its row through the log outbox, as a worker records it while MySQL is away', async () => {
     const id = randomUUID();
-    const redis = new Redis(env.config.redisUrl);
+    const redis = new Redis(env.redisUrl);
     try {
       const outbox = createLogOutbox({ redis, prefix: env.config.queuePrefix, logStore: log, logger: silentLogger });
       // Not started: the rows wait in Redis, as they do while MySQL is down.

@@ -29,6 +29,8 @@ export const NO_SETTINGS_FILE = { COFFER_ENV_FILE: '/dev/null' } as const;
 
 export interface TestEnvironment {
   config: CofferConfig;
+  /** The one Redis server `config` names (REDIS_URL). */
+  redisUrl: string;
   /** The environment variables `config` was read from, for spawning real processes. */
   variables: Record<string, string>;
   /** Temporary folder holding `sources/` (the only SOURCE_ROOT) and `backups/` (BACKUP_ROOT). */
@@ -69,6 +71,7 @@ export async function createTestEnvironment(env: Record<string, string> = {}): P
   await migrate(config.mysql, silentLogger);
   return {
     config,
+    redisUrl: singleServer(config),
     variables,
     dir,
     sources,
@@ -91,8 +94,14 @@ export async function dropDatabase(config: CofferConfig): Promise<void> {
   }
 }
 
+/** The one Redis server a test's configuration names (REDIS_URL). */
+function singleServer(config: CofferConfig): string {
+  if (config.redis.mode !== 'single') throw new Error('tests run on one Redis server (REDIS_URL)');
+  return config.redis.url;
+}
+
 export async function deleteQueueKeys(config: CofferConfig): Promise<void> {
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 1 });
+  const redis = new Redis(singleServer(config), { maxRetriesPerRequest: 1 });
   try {
     let cursor = '0';
     do {

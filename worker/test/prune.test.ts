@@ -50,7 +50,7 @@ beforeAll(async () => {
   logStore = createLogRepository(pool);
   catalog = createSnapshotCatalog(pool);
   retention = createRetentionStore(pool);
-  producer = createRedis(env.config.redisUrl, 'worker');
+  producer = createRedis(env.redisUrl, 'worker');
   queue = createBackupQueue(env.config, producer);
   running = startWorker(env.config, pino({ level: 'silent' }));
   await running.worker.waitUntilReady();

@@ -34,7 +34,7 @@ beforeAll(async () => {
   env = await createTestEnvironment({ WORKER_METRICS_PORT: String(await freePort()) });
   pool = createMysqlPool(env.config.mysql);
   logStore = createLogRepository(pool);
-  producer = createRedis(env.config.redisUrl, 'worker');
+  producer = createRedis(env.redisUrl, 'worker');
   queue = createBackupQueue(env.config, producer);
   // What main.ts does when WORKER_METRICS_PORT is set.
   metrics = await serveWorkerMetrics(env.config.host, env.config.workerMetricsPort ?? 0, logger);

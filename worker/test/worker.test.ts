@@ -30,7 +30,7 @@ beforeAll(async () => {
   env = await createTestEnvironment({ COPY_CONCURRENCY: '2' });
   pool = createMysqlPool(env.config.mysql);
   logStore = createLogRepository(pool);
-  producer = createRedis(env.config.redisUrl, 'worker');
+  producer = createRedis(env.redisUrl, 'worker');
   queue = createBackupQueue(env.config, producer);
   running = startWorker(env.config, pino({ level: 'silent' }));
   await running.worker.waitUntilReady();
