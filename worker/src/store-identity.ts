@@ -54,7 +54,7 @@ export async function claimStore(backupRoot: string, pool: Pool, instanceName: s
   const row = recorded ?? (await readRow(pool));
   if (!row) throw new Error('the store row vanished while it was written');
   if (row.id !== folder.id) throw new StoreMismatch(mismatchMessage(backupRoot, folder.id, row));
-  return { id: row.id, created: created && row.id === folder.id };
+  return { id: row.id, created };
 }
 
 async function readRow(pool: Pool): Promise<StoreRecord | null> {
