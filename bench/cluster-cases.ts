@@ -1,15 +1,13 @@
 import { Queue } from 'bullmq';
 import { Cluster, Redis } from 'ioredis';
 import { startRedisCluster } from '../test/helpers/redis-topology.js';
-import { postAll } from './http-client.js';
 import { caseResult, type CaseResult } from './report.js';
 import {
   finishedSince,
-  HEADERS,
   jobRate,
+  postTinyBackups,
   QUEUE_NAME,
-  startCofferApi,
-  startCofferWorker,
+  startTinyJobsStack,
   waitForWorkers,
   type Api,
   type ServiceDirs,
@@ -37,21 +35,12 @@ export async function runClusterCase(scope: Scope, dirs: ServiceDirs, source: st
   let clusterConnection: Cluster | undefined;
   let singleConnection: Redis | undefined;
   try {
-    // Finished jobs kept in Redis for the whole run, so the completed count keeps counting.
-    const keep = { JOB_RETENTION_COUNT: '10000000' };
-    const workerEnv = { ...keep, WORKER_CONCURRENCY: String(E2E_WORKER_CONCURRENCY) };
     // REDIS_URL empty is unset: only REDIS_CLUSTER_NODES names the Redis.
     const onCluster = { REDIS_URL: '', REDIS_CLUSTER_NODES: cluster.nodesVariable };
     const clusterIsolation = isolate(scope, 'cluster');
     const singleIsolation = isolate(scope, 'cluster-single');
-    const clusterApi = await startCofferApi(scope, 'cluster-api', clusterIsolation, dirs, { ...keep, ...onCluster });
-    for (const name of ['cluster-worker-1', 'cluster-worker-2']) {
-      startCofferWorker(scope, name, clusterIsolation, dirs, { ...workerEnv, ...onCluster });
-    }
-    const singleApi = await startCofferApi(scope, 'cluster-single-api', singleIsolation, dirs, keep);
-    for (const name of ['cluster-single-worker-1', 'cluster-single-worker-2']) {
-      startCofferWorker(scope, name, singleIsolation, dirs, workerEnv);
-    }
+    const clusterApi = await startTinyJobsStack(scope, 'cluster', clusterIsolation, dirs, onCluster);
+    const singleApi = await startTinyJobsStack(scope, 'cluster-single', singleIsolation, dirs);
 
     const [first] = cluster.nodes;
     clusterConnection = new Cluster([{ host: '127.0.0.1', port: first?.port ?? 0 }], {
@@ -69,18 +58,8 @@ export async function runClusterCase(scope: Scope, dirs: ServiceDirs, source: st
 
     // Submissions not answered 202, in the timed runs and in the warm-up runs.
     const refused = { timed: 0, warmUp: 0 };
-    // Over kept-alive connections, 50 at a time; resolves at the last answer (see `jobRate`).
     const postJobs = async (api: Api, run: number) => {
-      const count = run < 0 ? 200 : E2E_JOBS;
-      const result = await postAll({
-        url: `${api.url}/backup`,
-        count,
-        connections: HTTP_CONNECTIONS,
-        headers: HEADERS,
-        // Spread over 100 destinations, as many small sources would be.
-        body: (index) => JSON.stringify({ source, destination: `tiny-${index % 100}` }),
-        status: 202,
-      });
+      const result = await postTinyBackups(api, source, run < 0 ? 200 : E2E_JOBS);
       refused[run < 0 ? 'warmUp' : 'timed'] += result.refused;
       return result.accepted;
     };

@@ -11,7 +11,7 @@ import { createConnection, createPool, type Pool, type RowDataPacket } from 'mys
 import { freePort } from '../test/helpers/ports.js';
 import { SEEDED_JOBS, seedJobHistory, seededJobId } from './job-history.js';
 import { caseResult, type CaseResult } from './report.js';
-import { postAll } from './http-client.js';
+import { postAll, type Submissions } from './http-client.js';
 import {
   E2E_JOBS,
   E2E_POLL_MS,
@@ -254,17 +254,49 @@ export async function jobRate(finished: FinishedCount, submit: () => Promise<num
 }
 
 /**
+ * A Coffer stack for tiny jobs end to end: an API and two workers (`<name>-api`,
+ * `<name>-worker-1`, `-2`), finished jobs kept in Redis for the whole run so the completed
+ * count keeps counting; `extra` goes to all three.
+ */
+export async function startTinyJobsStack(
+  scope: Scope,
+  name: string,
+  isolation: { prefix: string; database: string },
+  dirs: ServiceDirs,
+  extra: Record<string, string> = {},
+): Promise<Api> {
+  const keep = { JOB_RETENTION_COUNT: '10000000', ...extra };
+  const api = await startCofferApi(scope, `${name}-api`, isolation, dirs, keep);
+  const workerEnv = { ...keep, WORKER_CONCURRENCY: String(E2E_WORKER_CONCURRENCY) };
+  for (const worker of [`${name}-worker-1`, `${name}-worker-2`])
+    startCofferWorker(scope, worker, isolation, dirs, workerEnv);
+  return api;
+}
+
+/**
+ * Submits `count` tiny backups of `source` to `api` over HTTP_CONNECTIONS kept-alive
+ * connections, spread over 100 destinations as many small sources would be; resolves at the
+ * last answer (see `jobRate`).
+ */
+export async function postTinyBackups(api: Api, source: string, count: number): Promise<Submissions> {
+  return postAll({
+    url: `${api.url}/backup`,
+    count,
+    connections: HTTP_CONNECTIONS,
+    headers: HEADERS,
+    body: (index) => JSON.stringify({ source, destination: `tiny-${index % 100}` }),
+    status: 202,
+  });
+}
+
+/**
  * Tiny jobs (a folder holding one small file) end to end: through Coffer's API, Redis, two
  * worker processes and MySQL, against two BullMQ workers that only write one row per job.
  */
 export async function runEndToEndCase(scope: Scope, dirs: ServiceDirs, source: string): Promise<CaseResult> {
   console.log('case: end-to-end tiny jobs, 2 workers');
-  // Finished jobs kept in Redis for the whole run, so the completed count keeps counting.
-  const keep = { JOB_RETENTION_COUNT: '10000000' };
   const cofferIsolation = isolate(scope, 'e2e');
-  const api = await startCofferApi(scope, 'e2e-api', cofferIsolation, dirs, keep);
-  const workerEnv = { ...keep, WORKER_CONCURRENCY: String(E2E_WORKER_CONCURRENCY) };
-  for (const name of ['e2e-worker-1', 'e2e-worker-2']) startCofferWorker(scope, name, cofferIsolation, dirs, workerEnv);
+  const api = await startTinyJobsStack(scope, 'e2e', cofferIsolation, dirs);
 
   const baseIsolation = isolate(scope, 'e2e-base');
   const connection = await createConnection(mysqlServer);
@@ -292,17 +324,8 @@ export async function runEndToEndCase(scope: Scope, dirs: ServiceDirs, source: s
     await waitForWorkers(cofferQueue, 2);
     await waitForWorkers(baseQueue, 2);
     let refused = 0;
-    // Over kept-alive connections, 50 at a time; resolves at the last answer (see `jobRate`).
     const postJobs = async (count: number) => {
-      const result = await postAll({
-        url: `${api.url}/backup`,
-        count,
-        connections: HTTP_CONNECTIONS,
-        headers: HEADERS,
-        // Spread over 100 destinations, as many small sources would be.
-        body: (index) => JSON.stringify({ source, destination: `tiny-${index % 100}` }),
-        status: 202,
-      });
+      const result = await postTinyBackups(api, source, count);
       refused += result.refused;
       return result.accepted;
     };
