@@ -10,6 +10,7 @@ export { ConfigError } from './config-error.js';
 /** Variables that may also be read from `NAME_FILE` (Docker secrets). */
 const SECRET_VARIABLES = [
   'REDIS_URL',
+  'REDIS_CLUSTER_NODES',
   'REDIS_PASSWORD',
   'REDIS_SENTINEL_PASSWORD',
   'MYSQL_PASSWORD',

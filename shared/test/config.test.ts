@@ -164,6 +164,18 @@ describe('where Redis is', () => {
     });
   });
 
+  it('reads REDIS_CLUSTER_NODES from REDIS_CLUSTER_NODES_FILE too, as the other secrets', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coffer-config-'));
+    await writeFile(join(dir, 'nodes'), 'redis-a:7000,redis-b:7001\n');
+    expect(loadConfig({ REDIS_CLUSTER_NODES_FILE: join(dir, 'nodes') }).redis).toMatchObject({
+      mode: 'cluster',
+      nodes: [
+        { host: 'redis-a', port: 7000 },
+        { host: 'redis-b', port: 7001 },
+      ],
+    });
+  });
+
   it('is a Redis Cluster with REDIS_CLUSTER_NODES, whose keys then share one hash tag', () => {
     const config = loadConfig({
       REDIS_CLUSTER_NODES: 'redis-a:7000, 10.0.0.2:7001,[fd00::3]:7002',
